@@ -1,0 +1,5 @@
+"""`python -m aigw`."""
+
+from aigw.cli import main
+
+raise SystemExit(main())

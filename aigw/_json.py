@@ -1,0 +1,24 @@
+"""The one JSON module: nothing else in aigw imports orjson or json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Parse JSON bytes; raises JSONDecodeError (a ValueError)."""
+    return orjson.loads(data)
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise to compact JSON bytes."""
+    return orjson.dumps(obj)
+
+
+def dumps_pretty(obj: Any) -> bytes:
+    """Serialise for humans (CLI output)."""
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
