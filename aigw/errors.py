@@ -1,0 +1,166 @@
+"""One error tree; every error knows its HTTP status, its Cloudflare-style code and
+whether an attempt that failed with it may be retried.
+
+    AigwError                      (gateway-side; rendered in the AiGatewayError envelope)
+    ├── BadRequest                 400, client input the gateway refuses
+    │   ├── InvalidProvider        400 / 2008
+    │   ├── UnknownGateway         400 / 2001
+    │   ├── InvalidJSON            400 / 2900 ... (private codes, README lists them)
+    │   └── ...
+    ├── PayloadTooLarge            413 / 2906
+    ├── Unauthorized               401 / 2009
+    ├── RateLimited                429 / 2003
+    ├── NotFound / MethodNotAllowed
+    └── UpstreamFailure            502 / 504: every attempt ended without a response
+
+Cloudflare's envelope (reference section 9):
+    {"success":false,"result":[],"messages":[],"error":[{"code":..,"message":..}],
+     "name":"AiGatewayError","httpCode":..,"internalCode":..,"message":..}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw import _json
+
+
+class AigwError(Exception):
+    """Base of every error the gateway answers itself."""
+
+    status: int = 500
+    code: int = 2999
+    message: str = "Internal gateway error"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, message: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+        self.extra = extra
+
+    def envelope(self) -> dict[str, Any]:
+        """The AiGatewayError body as a dict."""
+        body: dict[str, Any] = {
+            "success": False,
+            "result": [],
+            "messages": [],
+            "error": [{"code": self.code, "message": self.message}],
+            "name": "AiGatewayError",
+            "httpCode": self.status,
+            "internalCode": self.code,
+            "message": self.message,
+        }
+        if self.extra:
+            body.update(self.extra)
+        return body
+
+    def body(self) -> bytes:
+        """The envelope as JSON bytes."""
+        return _json.dumps(self.envelope())
+
+
+class BadRequest(AigwError):
+    status = 400
+    code = 2900
+    message = "Bad request"
+
+
+class UnknownGateway(BadRequest):
+    code = 2001
+    message = "Please configure AI Gateway in the Cloudflare dashboard"
+
+
+class InvalidProvider(BadRequest):
+    code = 2008
+    message = "Invalid provider"
+
+
+class InvalidJSON(BadRequest):
+    code = 2900
+    message = "Request body is not valid JSON"
+
+
+class InvalidBody(BadRequest):
+    """Universal body of the wrong shape: not array/object, empty, too many steps, bad step."""
+
+    code = 2901
+    message = "Invalid universal request body"
+
+
+class InvalidHeader(BadRequest):
+    """A header value the gateway cannot forward or a cf-aig-* value out of range."""
+
+    code = 2902
+    message = "Invalid header value"
+
+
+class InvalidPath(BadRequest):
+    """An endpoint or path that could leave the provider's base URL."""
+
+    code = 2903
+    message = "Invalid endpoint: the path must stay under the provider's base URL"
+
+
+class InvalidAccount(BadRequest):
+    code = 2904
+    message = "Invalid account or gateway id"
+
+
+class PayloadTooLarge(AigwError):
+    status = 413
+    code = 2906
+    message = "Request body too large"
+
+
+class NotFound(AigwError):
+    status = 404
+    code = 2907
+    message = "Not found"
+
+
+class MethodNotAllowed(AigwError):
+    status = 405
+    code = 2908
+    message = "Method not allowed"
+
+
+class Unauthorized(AigwError):
+    status = 401
+    code = 2009
+    message = "Unauthorized"
+
+
+class RateLimited(AigwError):
+    status = 429
+    code = 2003
+    message = "Rate limited"
+
+
+class Overloaded(AigwError):
+    status = 503
+    code = 2911
+    message = "Gateway overloaded, try again"
+
+
+class UpstreamFailure(AigwError):
+    """Every attempt ended without an upstream response (network errors, timeouts)."""
+
+    status = 502
+    code = 2909
+    message = "All upstream attempts failed"
+
+
+class UpstreamTimeout(UpstreamFailure):
+    status = 504
+    code = 2910
+    message = "All upstream attempts timed out"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `path` names the offending key."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
