@@ -6,6 +6,9 @@ whether an attempt that failed with it may be retried.
     │   ├── InvalidProvider        400 / 2008
     │   ├── UnknownGateway         400 / 2001
     │   ├── InvalidJSON            400 / 2900 ... (private codes, README lists them)
+    │   ├── InvalidHeader          400 / 2902
+    │   │   └── InvalidCacheHeader 400 / 2902, a cf-aig-cache-* value out of range
+    │   ├── ByokAliasUnknown       400 / 2040
     │   └── ...
     ├── PayloadTooLarge            413 / 2906
     ├── Unauthorized               401 / 2009
@@ -93,6 +96,19 @@ class InvalidHeader(BadRequest):
 
     code = 2902
     message = "Invalid header value"
+
+
+class InvalidCacheHeader(InvalidHeader):
+    """cf-aig-cache-ttl / cf-aig-skip-cache with a value the gateway refuses."""
+
+    message = "Invalid cache header"
+
+
+class ByokAliasUnknown(BadRequest):
+    """cf-aig-byok-alias names no stored key; there is no fallback to another key."""
+
+    code = 2040
+    message = "Unknown BYOK alias"
 
 
 class InvalidPath(BadRequest):

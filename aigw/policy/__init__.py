@@ -1,0 +1,1 @@
+"""Gateway policy: authentication, stored keys, cache decisions, per-gateway flags."""
