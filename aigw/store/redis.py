@@ -70,7 +70,7 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, *, prefix: str = "aigw:", cache_max_bytes: int = 2**28,
-                 timeout: float = 0.25, breaker: float = 1.0) -> None:
+                 timeout: float = 0.25, breaker: float = 1.0, max_connections: int = 64) -> None:
         self.url = url
         self.prefix = prefix
         self.cache_max_bytes = cache_max_bytes
@@ -80,10 +80,13 @@ class RedisStore:
         self._down_until = 0.0
         self._last_log = -LOG_EVERY
         self._unlogged = 0
-        self._r = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        # A bounded pool that queues (for at most a second) instead of refusing: the
+        # default pool raises past 100 connections, which would turn load into fail-open.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=1.0, socket_timeout=timeout,
+            socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
         )
+        self._r = aioredis.Redis(connection_pool=pool)
         self._fixed = self._r.register_script(_FIXED)
         self._sliding = self._r.register_script(_SLIDING)
 
@@ -190,7 +193,7 @@ class RedisStore:
 
     async def close(self) -> None:
         """Close the pool."""
-        await self._r.aclose()
+        await self._r.aclose(close_connection_pool=True)
 
     def __repr__(self) -> str:
         state = "down" if self._down_until else "up"
