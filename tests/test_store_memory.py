@@ -172,3 +172,40 @@ async def test_cancelled_waiter_does_not_cancel_others():
     e = entry()
     co.release("k", e)
     assert await w2 is e
+
+
+def test_bounded_tee_gives_up_past_limit():
+    from aigw.policy.tee import BoundedTee
+
+    t = BoundedTee(10)
+    t.feed(b"abc")
+    t.feed(b"defg")
+    assert t.data() == b"abcdefg"
+    t.feed(b"hijk")
+    assert t.data() is None and t.overflowed
+    t.feed(b"x")
+    assert t.data() is None and "overflowed" in repr(t)
+
+
+async def test_enforce_rate_limit_raises_429_2003_with_retry_after():
+    from aigw import config as cfg
+    from aigw.errors import RateLimited
+    from aigw.policy.gateway import GatewayPolicy
+    from aigw.policy.ratelimit import enforce_rate_limit
+
+    gw = cfg.from_dict({"gateways": {"g": {"rate_limiting_limit": 2,
+                                           "rate_limiting_interval": 60}}}).gateways["g"]
+    gp = GatewayPolicy.of(gw)
+    s = MemoryStore(1000)
+    await enforce_rate_limit(s, gp, "g")
+    await enforce_rate_limit(s, gp, "g")
+    with pytest.raises(RateLimited) as info:
+        await enforce_rate_limit(s, gp, "g")
+    err = info.value
+    assert (err.status, err.code) == (429, 2003)
+    name, value = err.headers[0]
+    assert name == "retry-after" and 1 <= int(value) <= 60
+    unlimited = GatewayPolicy.of(cfg.from_dict({}).default_gateway)
+    assert unlimited.limit == 0 and unlimited.auth is None
+    for _ in range(10):
+        await enforce_rate_limit(s, unlimited, "x")
