@@ -76,6 +76,9 @@ class RateDecision:
     retry_after: float  # seconds until a request would be admitted; 0 when allowed
 
 
+# Cloudflare caches requests up to 25 MB; a larger response is relayed but not cached.
+MAX_ENTRY_BYTES = 25 * 1024 * 1024
+
 ADMIT = RateDecision(True, 0, 0.0)  # what a store that cannot answer says (fail open)
 
 
@@ -83,6 +86,7 @@ class Store(Protocol):
     """Cache plus rate-limit counters; `kind` is "memory" or "redis"."""
 
     kind: str
+    max_entry_bytes: int  # a response body past this is not cached (the tee gives up)
 
     async def cache_get(self, key: str) -> CachedEntry | None:
         """The live entry under `key`, or None (also when the store is unreachable)."""

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from aigw.store.base import CachedEntry, RateDecision
+from aigw.store.base import MAX_ENTRY_BYTES, CachedEntry, RateDecision
 
 
 class MemoryCache:
@@ -120,6 +120,7 @@ class MemoryStore:
 
     def __init__(self, cache_max_bytes: int, clock: Callable[[], float] = time.time) -> None:
         self.cache = MemoryCache(cache_max_bytes, clock)
+        self.max_entry_bytes = min(cache_max_bytes, MAX_ENTRY_BYTES)
         self.limiter = MemoryLimiter(clock)
 
     async def cache_get(self, key: str) -> CachedEntry | None:

@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from aigw.store.base import ADMIT, CachedEntry, RateDecision
+from aigw.store.base import ADMIT, MAX_ENTRY_BYTES, CachedEntry, RateDecision
 
 logger = logging.getLogger("aigw.store")
 
@@ -74,6 +74,7 @@ class RedisStore:
         self.url = url
         self.prefix = prefix
         self.cache_max_bytes = cache_max_bytes
+        self.max_entry_bytes = min(cache_max_bytes, MAX_ENTRY_BYTES)
         self.breaker = breaker
         self.errors = 0
         self.skipped = 0
