@@ -30,7 +30,8 @@ def tree(pid: int) -> list[int]:
         f = _stat_fields(int(entry.name))
         if f is not None:
             parents.setdefault(int(f[1]), []).append(int(entry.name))
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 10_000:
         p = todo.pop()
         out.append(p)
