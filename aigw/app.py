@@ -8,17 +8,24 @@ Routing is a string split, not a router: the whole wire API is four path shapes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from aigw import proxy
-from aigw.config import Config, GatewaySpec
+from aigw.config import Config, GatewaySpec, ProviderConfig
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
 )
 from aigw.headers import upstream_headers
 from aigw.paths import UpstreamBase, check_id, check_path, check_query
+from aigw.policy.auth import AUTH_HEADER
+from aigw.policy.cachepolicy import cache_key, parse_cache_headers
+from aigw.policy.gateway import GatewayPolicy
+from aigw.policy.keys import ALIAS_HEADER, client_credentials, fingerprint, inject_key
+from aigw.policy.runtime import CacheStep, Extra, PolicyRuntime
+from aigw.policy.tee import Capture
 from aigw.retry import RetryPolicy, from_headers, gateway_policy
 from aigw.universal import build_step, parse_steps
 from aigw.upstream import Pools
@@ -39,10 +46,11 @@ def error_response(exc: AigwError) -> web.Response:
 class Provider:
     """A configured provider at run time: its URL base and its pool."""
 
-    __slots__ = ("slug", "wire", "base", "session", "default_headers")
+    __slots__ = ("slug", "wire", "base", "session", "default_headers", "cfg")
 
     def __init__(self, slug: str, wire: str, base: UpstreamBase, session: Any,
-                 default_headers: tuple[tuple[str, str], ...]) -> None:
+                 default_headers: tuple[tuple[str, str], ...], cfg: ProviderConfig) -> None:
+        self.cfg = cfg
         self.slug = slug
         self.wire = wire
         self.base = base
@@ -61,19 +69,22 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
+        self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix)
 
     async def start(self) -> None:
         """Open the pools and precompute every per-provider and per-gateway object."""
         await self.pools.start()
+        await self.runtime.start()
         for slug, p in self.config.providers.items():
             self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p),
-                                            self.pools.session(slug), p.default_headers)
+                                            self.pools.session(slug), p.default_headers, p)
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
 
     async def close(self) -> None:
         await self.pools.close()
+        await self.runtime.close()
 
     # ------------------------------------------------------------ entry point
 
@@ -104,15 +115,20 @@ class Gateway:
         gw = self.config.gateway(gateway_id)
         if gw is None:
             raise UnknownGateway()
+        gp = self.runtime.policy(gw)
+        if gp.auth is not None:  # before anything else: nothing goes upstream unauthenticated
+            gp.auth(request.headers.get(AUTH_HEADER))
+        scope = f"{account}/{gateway_id}"  # cache and rate-limit scope
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
-            return await self._universal(request, account, gw)
+            return await self._universal(request, account, gw, gp, scope)
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
         rest = check_path(parts[3]) if len(parts) == 4 else ""
-        return await self._passthrough(request, account, gw, provider, rest, check_query(query))
+        return await self._passthrough(request, account, gw, gp, scope, provider, rest,
+                                       check_query(query))
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
@@ -136,21 +152,40 @@ class Gateway:
         return self.policies.get(gw.id, self.default_policy)
 
     async def _passthrough(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
-                           provider: Provider, rest: str, query: str) -> web.StreamResponse:
+                           gp: GatewayPolicy, scope: str, provider: Provider, rest: str,
+                           query: str) -> web.StreamResponse:
         headers = request.headers
         policy = from_headers(self._policy(gw), headers.get)
+        cache = parse_cache_headers(headers.get, gw)
         url = provider.base.url(account, rest, query)
         body = await self._read_body(request)
         up = upstream_headers(headers.items())
+        alias = headers.get(ALIAS_HEADER)
+        cred_fp = None
+        if gp.has_keys or alias is not None:
+            cred_fp = inject_key(gw, provider.cfg, alias, up)
         if provider.default_headers:
             present = {n.lower() for n, _ in up}
             up.extend((k, v) for k, v in provider.default_headers if k not in present)
         target = proxy.Target(provider.slug, provider.wire, provider.session, request.method,
                               url, up, body or None, policy, 0)
-        return await proxy.run(request, [target], universal=False)
 
-    async def _universal(self, request: web.BaseRequest, account: str,
-                         gw: GatewaySpec) -> web.StreamResponse:
+        async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
+            return await proxy.run(request, [target], False, extra, capture)
+
+        if cache is None:
+            return await self.runtime.limited(gp, scope, go)
+        key = None
+        if not cache.skip:
+            if cred_fp is None:
+                cred_fp = fingerprint(client_credentials(provider.cfg, up))
+            key = cache_key(scope, provider.slug, request.method, rest, query, body, cred_fp,
+                            cache.custom_key)
+        return await self.runtime.cached(request, gp, scope, [CacheStep(0, key, cache)], go,
+                                         universal=False)
+
+    async def _universal(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
+                         gp: GatewayPolicy, scope: str) -> web.StreamResponse:
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
@@ -158,9 +193,24 @@ class Gateway:
         steps = [build_step(i, s, base, outer, self.providers.__contains__)
                  for i, s in enumerate(raw_steps)]
         targets = []
+        cache_steps: list[CacheStep] = []
         for s in steps:
             provider = self.providers[s.provider]
             url = provider.base.url(account, s.path, s.query)
+            lookup = _step_lookup(s.cf_headers, outer)
+            cache = parse_cache_headers(lookup, gw)
+            alias = lookup(ALIAS_HEADER)
+            cred_fp = None
+            if gp.has_keys or alias is not None:  # a step without a key gets its provider's
+                cred_fp = inject_key(gw, provider.cfg, alias, s.headers)
+            if cache is not None:
+                key = None
+                if not cache.skip:
+                    if cred_fp is None:
+                        cred_fp = fingerprint(client_credentials(provider.cfg, s.headers))
+                    key = cache_key(scope, s.provider, "POST", s.path, s.query, s.body, cred_fp,
+                                    cache.custom_key)
+                cache_steps.append(CacheStep(s.index, key, cache))
             headers = s.headers
             if provider.default_headers:
                 present = {n.lower() for n, _ in headers}
@@ -168,8 +218,27 @@ class Gateway:
                                      if k not in present]
             targets.append(proxy.Target(provider.slug, provider.wire, provider.session, "POST",
                                         url, headers, s.body, s.policy, s.index))
+        async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
+            return await proxy.run(request, targets, True, extra, capture)
+
         try:
-            return await proxy.run(request, targets, universal=True)
+            if cache_steps:
+                return await self.runtime.cached(request, gp, scope, cache_steps, go,
+                                                 universal=True)
+            return await self.runtime.limited(gp, scope, go)
         except AigwError as exc:
-            exc.headers = (("cf-aig-step", str(targets[-1].step)),)
+            exc.headers = tuple(exc.headers) + (("cf-aig-step", str(targets[-1].step)),)
             raise
+
+
+def _step_lookup(cf: dict[str, str],
+                 outer: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    """A step's cf-aig-* header lookup: its own headers first, then the request's."""
+    if not cf:
+        return outer
+
+    def lookup(name: str) -> str | None:
+        value = cf.get(name)
+        return value if value is not None else outer(name)
+
+    return lookup

@@ -111,6 +111,7 @@ class StoreSpec:
     backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     cache_max_bytes: int = 268435456
+    key_prefix: str = "aigw:"  # prefix of every Redis key, so several deployments can share one
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +361,7 @@ def _gateway(gid: str, raw: Any, env: dict[str, str], providers: dict[str, Any])
 
 def _store(raw: Any) -> StoreSpec:
     t = _table("store", raw)
-    _check_keys("store", t, {"backend", "redis_url", "cache_max_bytes"})
+    _check_keys("store", t, {"backend", "redis_url", "cache_max_bytes", "key_prefix"})
     kw: dict[str, Any] = {}
     if "backend" in t:
         kw["backend"] = _str("store.backend", t["backend"], ("memory", "redis"))
@@ -371,6 +372,11 @@ def _store(raw: Any) -> StoreSpec:
         kw["redis_url"] = url
     if "cache_max_bytes" in t:
         kw["cache_max_bytes"] = _int("store.cache_max_bytes", t["cache_max_bytes"], 0, 2**40)
+    if "key_prefix" in t:
+        prefix = _str("store.key_prefix", t["key_prefix"])
+        if not re.match(r"^[A-Za-z0-9:_.-]{0,64}$", prefix):
+            raise ConfigError("store.key_prefix", "up to 64 letters, digits, ':', '_', '.', '-'")
+        kw["key_prefix"] = prefix
     return StoreSpec(**kw)
 
 

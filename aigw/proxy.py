@@ -21,6 +21,7 @@ from yarl import URL
 from aigw import sse
 from aigw.errors import UpstreamFailure, UpstreamTimeout
 from aigw.headers import DROP_DOWN
+from aigw.policy.tee import Capture
 from aigw.retry import RetryPolicy, is_retryable, parse_retry_after
 
 logger = logging.getLogger("aigw.proxy")
@@ -142,13 +143,23 @@ async def attempt(t: Target) -> Ready | Failure:
 
 
 async def commit(request: web.BaseRequest, ready: Ready, wire: str,
-                 extra: tuple[tuple[str, str], ...]) -> web.StreamResponse:
-    """Send a ready response to the client, piping the rest of the body as it arrives."""
+                 extra: tuple[tuple[str, str], ...],
+                 capture: Capture | None = None, step: int = 0) -> web.StreamResponse:
+    """Send a ready response to the client, piping the rest of the body as it arrives.
+
+    With a `capture`, the bytes sent are also kept (bounded) for the cache; it is marked
+    complete only when the whole body went out.
+    """
     resp = ready.resp
     headers = _down_headers(resp)
     for k, v in extra:
         headers[k] = v
+    if capture is not None:
+        capture.start(resp.status, headers, step, ready.is_sse)
+        capture.feed(ready.head)
     if ready.complete:
+        if capture is not None:
+            capture.complete = True
         return web.Response(status=resp.status, reason=resp.reason, headers=headers,
                             body=ready.head)
     if ready.is_sse:
@@ -163,6 +174,8 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
             await out.write(ready.head)
         async for chunk in resp.content.iter_any():
             await out.write(chunk)
+            if capture is not None:
+                capture.feed(chunk)
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError,
             aiohttp.ClientOSError) as exc:
         resp.close()
@@ -174,6 +187,8 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
         raise
     resp.release()
     await out.write_eof()
+    if capture is not None:
+        capture.complete = True
     return out
 
 
@@ -203,9 +218,14 @@ def all_failed(outcomes: list[dict[str, Any]], last: Failure) -> UpstreamFailure
     return cls(extra={"attempts": outcomes})
 
 
-async def run(request: web.BaseRequest, targets: list[Target],
-              universal: bool) -> web.StreamResponse:
-    """Try each target in order, with its retries; commit the first ready response."""
+async def run(request: web.BaseRequest, targets: list[Target], universal: bool,
+              extra: tuple[tuple[str, str], ...] = (),
+              capture: Capture | None = None) -> web.StreamResponse:
+    """Try each target in order, with its retries; commit the first ready response.
+
+    `extra` headers go on whatever is answered (e.g. cf-aig-cache-status); `capture`
+    keeps the committed response for the cache.
+    """
     outcomes: list[dict[str, Any]] = []
     last: Failure | None = None
     for t in targets:
@@ -213,8 +233,8 @@ async def run(request: web.BaseRequest, targets: list[Target],
         for n in range(1, policy.max_attempts + 1):
             res = await attempt(t)
             if isinstance(res, Ready):
-                extra = (("cf-aig-step", str(t.step)),) if universal else ()
-                return await commit(request, res, t.wire, extra)
+                hdrs = extra + (("cf-aig-step", str(t.step)),) if universal else extra
+                return await commit(request, res, t.wire, hdrs, capture, t.step)
             last = res
             outcomes.append({"step": t.step, "attempt": n, "provider": t.slug,
                              "status": res.status, "outcome": res.outcome})
@@ -222,7 +242,8 @@ async def run(request: web.BaseRequest, targets: list[Target],
                 break
             await asyncio.sleep(policy.delay(n, res.retry_after))
     assert last is not None
-    extra = (("cf-aig-step", str(targets[-1].step)),) if universal else ()
+    if universal:
+        extra = extra + (("cf-aig-step", str(targets[-1].step)),)
     if last.status is not None:
         return failure_response(last, extra)
     raise all_failed(outcomes, last)

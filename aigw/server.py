@@ -13,6 +13,7 @@ from aiohttp import web
 
 from aigw.app import Gateway
 from aigw.config import Config
+from aigw.policy.auth import warn_exposed
 
 logger = logging.getLogger("aigw.server")
 
@@ -30,6 +31,7 @@ class Server:
                     sock: socket.socket | None = None) -> None:
         """Open pools, then start listening (on `sock` if given)."""
         s = self.config.server
+        warn_exposed(self.config, host or s.host)
         await self.gateway.start()
         server = web.Server(
             self.gateway.handle,

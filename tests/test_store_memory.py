@@ -174,17 +174,30 @@ async def test_cancelled_waiter_does_not_cancel_others():
     assert await w2 is e
 
 
-def test_bounded_tee_gives_up_past_limit():
-    from aigw.policy.tee import BoundedTee
+def test_capture_gives_up_past_limit():
+    from aigw.policy.tee import Capture
 
-    t = BoundedTee(10)
+    t = Capture(10)
+    t.start(200, [("content-type", "text/plain")], 1, True)
     t.feed(b"abc")
     t.feed(b"defg")
     assert t.data() == b"abcdefg"
+    assert t.entry() is None  # not complete yet
+    t.complete = True
+    e = t.entry()
+    assert e.body == b"abcdefg" and e.step == 1 and e.is_stream
     t.feed(b"hijk")
-    assert t.data() is None and t.overflowed
-    t.feed(b"x")
-    assert t.data() is None and "overflowed" in repr(t)
+    assert t.data() is None and t.entry() is None and "overflowed" in repr(t)
+
+
+def test_capture_of_error_is_not_an_entry():
+    from aigw.policy.tee import Capture
+
+    t = Capture(100)
+    t.start(500, [], 0, False)
+    t.feed(b"boom")
+    t.complete = True
+    assert t.entry() is None
 
 
 async def test_enforce_rate_limit_raises_429_2003_with_retry_after():

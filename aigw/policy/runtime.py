@@ -1,0 +1,173 @@
+"""Policy at run time: the store, the coalescer and the cache/rate-limit flow around a call.
+
+One `PolicyRuntime` per worker, created with the Gateway and closed with it. The flow for
+a request whose caching is considered:
+
+    lookup (every step that asks for it, in order; first hit wins) -> HIT: replay
+    -> claim the coalescing key -> waiter: replay the leader's entry, or go on alone
+    -> rate limit (hits never count) -> upstream, capturing the committed response
+    -> 2xx and complete: wake the waiters, store the entry (never before the relay ends)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from aigw.config import Config, GatewaySpec
+from aigw.policy.cachepolicy import STATUS_HEADER, CachePolicy
+from aigw.policy.gateway import GatewayPolicy, build_policies
+from aigw.policy.ratelimit import enforce_rate_limit
+from aigw.policy.tee import Capture
+from aigw.store import make_store
+from aigw.store.base import CachedEntry, Store
+from aigw.store.coalesce import Coalescer
+
+logger = logging.getLogger("aigw.policy")
+
+Extra = tuple[tuple[str, str], ...]
+# The upstream call: extra response headers and an optional capture in, the response out.
+Go = Callable[[Extra, Capture | None], Awaitable[web.StreamResponse]]
+
+MISS: Extra = ((STATUS_HEADER, "MISS"),)
+_HIT = (STATUS_HEADER, "HIT")
+_SSE_EXTRA = (("X-Accel-Buffering", "no"), ("Cache-Control", "no-cache"))
+_REPLAY_CHUNK = 1 << 16
+
+
+class CacheStep:
+    """One step's cache decision: its key (None when it skips the cache) and its policy."""
+
+    __slots__ = ("step", "key", "policy")
+
+    def __init__(self, step: int, key: str | None, policy: CachePolicy) -> None:
+        self.step = step
+        self.key = key
+        self.policy = policy
+
+
+async def replay(request: web.BaseRequest, entry: CachedEntry, universal: bool) -> web.StreamResponse:
+    """Answer from a cache entry: same status, headers and bytes; streams stay streams."""
+    headers: CIMultiDict[str] = CIMultiDict(entry.headers)
+    headers[_HIT[0]] = _HIT[1]
+    if universal:
+        headers["cf-aig-step"] = str(entry.step)
+    if not entry.is_stream:
+        return web.Response(status=entry.status, headers=headers, body=entry.body)
+    for k, v in _SSE_EXTRA:
+        headers[k] = v
+    out = web.StreamResponse(status=entry.status, headers=headers)
+    await out.prepare(request)
+    view = memoryview(entry.body)
+    for i in range(0, len(view), _REPLAY_CHUNK):
+        await out.write(view[i:i + _REPLAY_CHUNK])
+    await out.write_eof()
+    return out
+
+
+class PolicyRuntime:
+    """Per-worker policy state; `repr` shows the store and the coalescer."""
+
+    def __init__(self, config: Config, *, key_prefix: str = "aigw:") -> None:
+        self.config = config
+        self.gateways, self.default = build_policies(config)
+        self.key_prefix = key_prefix
+        self.store: Store | None = None
+        self.coalescer = Coalescer()
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def policy(self, gw: GatewaySpec) -> GatewayPolicy:
+        """The precomputed policy of a gateway spec."""
+        return self.gateways.get(gw.id, self.default)
+
+    async def start(self) -> None:
+        """Create the store; an unreachable Redis is logged, never fatal."""
+        self.store = make_store(self.config.store, prefix=self.key_prefix)
+        ping = getattr(self.store, "ping", None)
+        if ping is not None and not await ping():
+            logger.error("redis store unreachable at start-up: caching is off and rate limits "
+                         "admit every request until it answers")
+
+    async def close(self) -> None:
+        """Finish pending cache writes, then close the store."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    # -------------------------------------------------------------- the flow
+
+    async def limited(self, gp: GatewayPolicy, bucket: str, go: Go) -> web.StreamResponse:
+        """No caching considered: rate limit, then the call."""
+        if gp.limit:
+            assert self.store is not None
+            await enforce_rate_limit(self.store, gp, bucket)
+        return await go((), None)
+
+    async def cached(self, request: web.BaseRequest, gp: GatewayPolicy, bucket: str,
+                     steps: list[CacheStep], go: Go, universal: bool) -> web.StreamResponse:
+        """The cache flow around `go` (module docstring); `steps` in fallback order."""
+        store = self.store
+        assert store is not None
+        lookups = [s for s in steps if s.key is not None]
+        if not lookups:  # every step skips the cache
+            return (await self._call_captured(store, gp, bucket, go, steps))[0]
+        if len(lookups) == 1:
+            found = [await store.cache_get(lookups[0].key)]  # type: ignore[arg-type]
+        else:
+            found = await asyncio.gather(*(store.cache_get(s.key)  # type: ignore[arg-type]
+                                           for s in lookups))
+        for entry in found:
+            if entry is not None:
+                return await replay(request, entry, universal)
+        ckey = lookups[0].key if len(lookups) == 1 else hashlib.sha256(
+            "|".join(s.key for s in lookups).encode()).hexdigest()  # type: ignore[misc]
+        assert ckey is not None
+        fut = self.coalescer.claim(ckey)
+        if fut is not None:
+            entry = await self.coalescer.wait(fut)
+            if entry is not None:
+                return await replay(request, entry, universal)
+            return (await self._call_captured(store, gp, bucket, go, steps))[0]
+        entry = None
+        try:
+            resp, entry = await self._call_captured(store, gp, bucket, go, steps)
+            return resp
+        finally:
+            self.coalescer.release(ckey, entry)
+
+    async def _call_captured(self, store: Store, gp: GatewayPolicy, bucket: str, go: Go,
+                             steps: list[CacheStep]) -> tuple[web.StreamResponse,
+                                                              CachedEntry | None]:
+        if gp.limit:
+            await enforce_rate_limit(store, gp, bucket)
+        if not any(s.key is not None for s in steps):
+            return await go(MISS, None), None
+        capture = Capture(store.max_entry_bytes)
+        resp = await go(MISS, capture)
+        entry = capture.entry()
+        if entry is None:
+            return resp, None
+        target = next((s for s in steps if s.step == entry.step), None)
+        if target is None or target.key is None:
+            return resp, None  # the step that answered did not ask for caching
+        await self._store(store, target.key, entry, target.policy.ttl)
+        return resp, entry
+
+    async def _store(self, store: Store, key: str, entry: CachedEntry, ttl: int) -> None:
+        if store.kind == "memory":
+            await store.cache_set(key, entry, ttl)  # no I/O: done before this returns
+            return
+        # A network write must not hold the response back: it runs beside it.
+        task = asyncio.get_running_loop().create_task(store.cache_set(key, entry, ttl))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def __repr__(self) -> str:
+        return f"<PolicyRuntime {self.store!r} {self.coalescer!r} [writes {len(self._tasks)}]>"
