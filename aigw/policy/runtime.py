@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from aigw.config import Config, GatewaySpec
+from aigw.errors import RateLimited
 from aigw.policy.cachepolicy import STATUS_HEADER, CachePolicy
 from aigw.policy.gateway import GatewayPolicy, build_policies
 from aigw.policy.ratelimit import enforce_rate_limit
@@ -146,7 +147,11 @@ class PolicyRuntime:
                              steps: list[CacheStep]) -> tuple[web.StreamResponse,
                                                               CachedEntry | None]:
         if gp.limit:
-            await enforce_rate_limit(store, gp, bucket)
+            try:
+                await enforce_rate_limit(store, gp, bucket)
+            except RateLimited as exc:
+                exc.headers = tuple(exc.headers) + MISS  # caching was considered
+                raise
         if not any(s.key is not None for s in steps):
             return await go(MISS, None), None
         capture = Capture(store.max_entry_bytes)

@@ -70,7 +70,7 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, *, prefix: str = "aigw:", cache_max_bytes: int = 2**28,
-                 timeout: float = 0.25, breaker: float = 1.0, max_connections: int = 64) -> None:
+                 timeout: float = 0.5, breaker: float = 1.0, max_connections: int = 64) -> None:
         self.url = url
         self.prefix = prefix
         self.cache_max_bytes = cache_max_bytes
