@@ -51,6 +51,7 @@ def test_skip(value, skip):
 def test_bad_skip_value_is_400():
     with pytest.raises(InvalidCacheHeader, match="cf-aig-skip-cache"):
         parse_cache_headers(getter(cf_aig_skip_cache="maybe"), ON)
+    assert parse_cache_headers(getter(cf_aig_skip_cache="maybe"), OFF) is None
 
 
 BASE = dict(gateway_id="g", provider="openai", method="POST", path="/v1/chat/completions",

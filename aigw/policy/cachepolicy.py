@@ -70,10 +70,7 @@ def parse_cache_headers(get: Callable[[str], str | None], gw: GatewaySpec) -> Ca
     elif custom is not None:
         ttl = CUSTOM_KEY_DEFAULT_TTL
     else:
-        skip_hdr = _first(get, "cf-aig-skip-cache", "cf-skip-cache")
-        if skip_hdr is not None:
-            _parse_bool(*skip_hdr)  # a bad value is refused even when caching is off
-        return None
+        return None  # caching not considered: a skip header has nothing to skip
     skip_hdr = _first(get, "cf-aig-skip-cache", "cf-skip-cache")
     skip = _parse_bool(*skip_hdr) if skip_hdr is not None else False
     return CachePolicy(ttl, skip, custom)

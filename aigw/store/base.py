@@ -8,6 +8,7 @@ types, so the pipeline never knows which one it talks to.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,12 +37,11 @@ class CachedEntry:
     created_at: float = 0.0
 
     @classmethod
-    def build(cls, status: int, headers: object, body: bytes, step: int = 0,
-              is_stream: bool = False) -> CachedEntry:
+    def build(cls, status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]],
+              body: bytes, step: int = 0, is_stream: bool = False) -> CachedEntry:
         """An entry from relayed headers (pairs or a mapping), hop-by-hop headers removed."""
-        items = headers.items() if hasattr(headers, "items") else headers
-        kept = tuple((str(k), str(v)) for k, v in items  # type: ignore[attr-defined]
-                     if str(k).lower() not in HOP_BY_HOP)
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        kept = tuple((str(k), str(v)) for k, v in items if str(k).lower() not in HOP_BY_HOP)
         return cls(status, kept, bytes(body), step, is_stream, time.time())
 
     @property

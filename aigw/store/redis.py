@@ -138,10 +138,10 @@ class RedisStore:
             self._failed("cache get", exc)
             return None
         self._ok()
-        if data is None:
+        if not isinstance(data, bytes):
             return None
         try:
-            return CachedEntry.loads(data)
+            return CachedEntry.loads(data)  # bytes: the client never decodes responses
         except (ValueError, KeyError, TypeError) as exc:
             self._failed("cache decode", exc)
             return None
