@@ -274,3 +274,26 @@ async def test_cache_hits_do_not_count(upstream, pgw):
         assert s == 200
     assert (await call(pgw, path, body=b"2"))[0] == 200
     assert (await call(pgw, path, body=b"3"))[0] == 429
+
+
+# ------------------------------------------------------------------ hygiene
+
+async def test_gateway_token_and_keys_never_logged(upstream, pgw, caplog):
+    import logging
+
+    upstream.script("/v1/chat", Reply(status=500, body=b"x"))
+    with caplog.at_level(logging.DEBUG):
+        await call(pgw, "/v1/a/sec/openai/chat/completions", headers=AUTH)
+        await call(pgw, "/v1/a/sec/openai/chat/completions",
+                   headers={"cf-aig-authorization": "Bearer wrong-token-xyz"})
+    assert TOKEN not in caplog.text and KEY not in caplog.text
+    assert "wrong-token-xyz" not in caplog.text
+
+
+async def test_gateway_without_policy_never_touches_the_store(upstream, pgw):
+    for _ in range(3):
+        assert (await call(pgw, P))[0] == 200
+    store = pgw.server.gateway.runtime.store
+    assert store.kind == "memory"
+    assert (store.cache.hits, store.cache.misses, len(store.cache)) == (0, 0, 0)
+    assert "fixed 0 | sliding 0" in repr(store.limiter)
