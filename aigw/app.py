@@ -8,8 +8,6 @@ Routing is a string split, not a router: the whole wire API is four path shapes.
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from aiohttp import web
 
 from aigw import proxy
@@ -39,15 +37,22 @@ def error_response(exc: AigwError) -> web.Response:
 class Provider:
     """A configured provider at run time: its URL base and its pool."""
 
-    __slots__ = ("slug", "wire", "base", "session", "default_headers")
+    __slots__ = ("slug", "wire", "base", "default_headers")
 
-    def __init__(self, slug: str, wire: str, base: UpstreamBase, session: Any,
+    def __init__(self, slug: str, wire: str, base: UpstreamBase,
                  default_headers: tuple[tuple[str, str], ...]) -> None:
         self.slug = slug
         self.wire = wire
         self.base = base
-        self.session = session
-        self.default_headers = default_headers
+        self.default_headers = tuple((k.encode("latin-1"), v.encode("utf-8"))
+                                     for k, v in default_headers)
+
+    def add_defaults(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Append the provider's default headers the client did not send."""
+        if self.default_headers:
+            present = {n.lower() for n, _ in headers}
+            headers.extend((k, v) for k, v in self.default_headers if k not in present)
+        return headers
 
 
 class Gateway:
@@ -66,8 +71,8 @@ class Gateway:
         """Open the pools and precompute every per-provider and per-gateway object."""
         await self.pools.start()
         for slug, p in self.config.providers.items():
-            self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p),
-                                            self.pools.session(slug), p.default_headers)
+            self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p, self.pools),
+                                            p.default_headers)
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
@@ -137,16 +142,12 @@ class Gateway:
 
     async def _passthrough(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
                            provider: Provider, rest: str, query: str) -> web.StreamResponse:
-        headers = request.headers
-        policy = from_headers(self._policy(gw), headers.get)
-        url = provider.base.url(account, rest, query)
+        policy = from_headers(self._policy(gw), request.headers.get)
+        pool, path = provider.base.resolve(account, rest, query)
         body = await self._read_body(request)
-        up = upstream_headers(headers.items())
-        if provider.default_headers:
-            present = {n.lower() for n, _ in up}
-            up.extend((k, v) for k, v in provider.default_headers if k not in present)
-        target = proxy.Target(provider.slug, provider.wire, provider.session, request.method,
-                              url, up, body or None, policy, 0)
+        up = provider.add_defaults(upstream_headers(request.raw_headers))
+        target = proxy.Target(provider.slug, provider.wire, pool, request.method, path, up,
+                              body or None, policy, 0)
         return await proxy.run(request, [target], universal=False)
 
     async def _universal(self, request: web.BaseRequest, account: str,
@@ -160,14 +161,10 @@ class Gateway:
         targets = []
         for s in steps:
             provider = self.providers[s.provider]
-            url = provider.base.url(account, s.path, s.query)
-            headers = s.headers
-            if provider.default_headers:
-                present = {n.lower() for n, _ in headers}
-                headers = headers + [(k, v) for k, v in provider.default_headers
-                                     if k not in present]
-            targets.append(proxy.Target(provider.slug, provider.wire, provider.session, "POST",
-                                        url, headers, s.body, s.policy, s.index))
+            pool, path = provider.base.resolve(account, s.path, s.query)
+            targets.append(proxy.Target(provider.slug, provider.wire, pool, "POST", path,
+                                        provider.add_defaults(s.headers), s.body, s.policy,
+                                        s.index))
         try:
             return await proxy.run(request, targets, universal=True)
         except AigwError as exc:
