@@ -20,7 +20,8 @@ class ProviderSpec:
     auth_header: str = "authorization"
     auth_scheme: str = "Bearer "
     wire: str = "openai"  # openai | anthropic | google | workers-ai | cohere | other
-    # Leading path prefixes that route to another base, e.g. Workers AI's OpenAI route.
+    # Leading path prefixes that route to a sibling of the base: the base's last path
+    # segment is replaced (Workers AI: `.../ai/run` -> `.../ai/v1` for `v1/...` paths).
     prefix_bases: tuple[tuple[str, str], ...] = ()
     # A leading segment the client may repeat (`v1/` on bases ending in /v1, Workers AI `run/`).
     dup_segment: str = ""
@@ -44,7 +45,7 @@ BUILTIN: dict[str, ProviderSpec] = {
         _p("anthropic", "https://api.anthropic.com", "x-api-key", "", "anthropic",
            default_headers=(("anthropic-version", "2023-06-01"),)),
         _p("workers-ai", _CF_ACCOUNT + "/run", wire="workers-ai",
-           prefix_bases=(("v1/", _CF_ACCOUNT + "/v1"),), dup_segment="run"),
+           prefix_bases=(("v1/", "v1"),), dup_segment="run"),
         _p("azure-openai", "https://{resource}.openai.azure.com/openai/deployments", "api-key", "",
            path_params=(("resource", r"[a-z0-9][a-z0-9-]{0,62}"),)),
         _p("aws-bedrock", "https://{service}.{region}.amazonaws.com", wire="other",

@@ -1,0 +1,175 @@
+"""The request pipeline: route, validate, resolve targets, hand them to the proxy.
+
+One `Gateway` per worker holds everything long-lived (config, pools, per-provider URL
+bases, per-gateway retry defaults), built once at start-up; the handler only reads it.
+Routing is a string split, not a router: the whole wire API is four path shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from aigw import proxy
+from aigw.config import Config, GatewaySpec
+from aigw.errors import (
+    AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
+)
+from aigw.headers import upstream_headers
+from aigw.paths import UpstreamBase, check_id, check_path, check_query
+from aigw.retry import RetryPolicy, from_headers, gateway_policy
+from aigw.universal import build_step, parse_steps
+from aigw.upstream import Pools
+
+logger = logging.getLogger("aigw.app")
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_HEALTH_OK = b'{"status":"ok"}'
+
+
+def error_response(exc: AigwError) -> web.Response:
+    """An AigwError in Cloudflare's envelope."""
+    headers = dict(_JSON_HEADERS)
+    headers.update(exc.headers)
+    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+
+
+class Provider:
+    """A configured provider at run time: its URL base and its pool."""
+
+    __slots__ = ("slug", "wire", "base", "session", "default_headers")
+
+    def __init__(self, slug: str, wire: str, base: UpstreamBase, session: Any,
+                 default_headers: tuple[tuple[str, str], ...]) -> None:
+        self.slug = slug
+        self.wire = wire
+        self.base = base
+        self.session = session
+        self.default_headers = default_headers
+
+
+class Gateway:
+    """Per-worker state and the request handler."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pools = Pools(config)
+        self.providers: dict[str, Provider] = {}
+        self.policies: dict[str, RetryPolicy] = {}
+        self.draining = False
+        self.max_body = config.server.max_body_bytes
+        self.max_steps = config.server.max_steps
+
+    async def start(self) -> None:
+        """Open the pools and precompute every per-provider and per-gateway object."""
+        await self.pools.start()
+        for slug, p in self.config.providers.items():
+            self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p),
+                                            self.pools.session(slug), p.default_headers)
+        for gid, gw in self.config.gateways.items():
+            self.policies[gid] = gateway_policy(gw)
+        self.default_policy = gateway_policy(self.config.default_gateway)
+
+    async def close(self) -> None:
+        await self.pools.close()
+
+    # ------------------------------------------------------------ entry point
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """The low-level server's handler: every request comes through here."""
+        path = request.raw_path
+        try:
+            if path.startswith("/v1/"):
+                return await self._v1(request, path)
+            if path == "/healthz":
+                return web.Response(body=_HEALTH_OK, headers=_JSON_HEADERS)
+            if path == "/readyz":
+                status = 503 if self.draining else 200
+                body = b'{"status":"draining"}' if self.draining else b'{"status":"ready"}'
+                return web.Response(status=status, body=body, headers=_JSON_HEADERS)
+            raise NotFound()
+        except AigwError as exc:
+            return error_response(exc)
+
+    # ------------------------------------------------------------ /v1/{account}/{gateway}/...
+
+    async def _v1(self, request: web.BaseRequest, raw: str) -> web.StreamResponse:
+        path, _, query = raw.partition("?")
+        parts = path[4:].split("/", 3)
+        if len(parts) < 2:
+            raise NotFound()
+        account, gateway_id = check_id(parts[0]), check_id(parts[1])
+        gw = self.config.gateway(gateway_id)
+        if gw is None:
+            raise UnknownGateway()
+        if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
+            if request.method != "POST":
+                raise MethodNotAllowed("The universal endpoint takes POST")
+            return await self._universal(request, account, gw)
+        provider = self.providers.get(parts[2])
+        if provider is None:
+            raise InvalidProvider()
+        rest = check_path(parts[3]) if len(parts) == 4 else ""
+        return await self._passthrough(request, account, gw, provider, rest, check_query(query))
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            raise PayloadTooLarge()
+        if not request.body_exists:
+            return b""
+        chunks = []
+        size = 0
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge()
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _policy(self, gw: GatewaySpec) -> RetryPolicy:
+        return self.policies.get(gw.id, self.default_policy)
+
+    async def _passthrough(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
+                           provider: Provider, rest: str, query: str) -> web.StreamResponse:
+        headers = request.headers
+        policy = from_headers(self._policy(gw), headers.get)
+        url = provider.base.url(account, rest, query)
+        body = await self._read_body(request)
+        up = upstream_headers(headers.items())
+        if provider.default_headers:
+            present = {n.lower() for n, _ in up}
+            up.extend((k, v) for k, v in provider.default_headers if k not in present)
+        target = proxy.Target(provider.slug, provider.wire, provider.session, request.method,
+                              url, up, body or None, policy, 0)
+        return await proxy.run(request, [target], universal=False)
+
+    async def _universal(self, request: web.BaseRequest, account: str,
+                         gw: GatewaySpec) -> web.StreamResponse:
+        body = await self._read_body(request)
+        raw_steps = parse_steps(body, self.max_steps)
+        base = self._policy(gw)
+        outer = request.headers.get
+        steps = [build_step(i, s, base, outer, self.providers.__contains__)
+                 for i, s in enumerate(raw_steps)]
+        targets = []
+        for s in steps:
+            provider = self.providers[s.provider]
+            url = provider.base.url(account, s.path, s.query)
+            headers = s.headers
+            if provider.default_headers:
+                present = {n.lower() for n, _ in headers}
+                headers = headers + [(k, v) for k, v in provider.default_headers
+                                     if k not in present]
+            targets.append(proxy.Target(provider.slug, provider.wire, provider.session, "POST",
+                                        url, headers, s.body, s.policy, s.index))
+        try:
+            return await proxy.run(request, targets, universal=True)
+        except AigwError as exc:
+            exc.headers = (("cf-aig-step", str(targets[-1].step)),)
+            raise

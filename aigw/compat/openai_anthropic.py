@@ -1,0 +1,261 @@
+"""OpenAI chat completions <-> Anthropic Messages (`v1/messages`).
+
+| OpenAI request key | Anthropic | Notes |
+|---|---|---|
+| system / developer messages | `system` text blocks | every one is hoisted, in order |
+| user / assistant / tool messages | `messages` | tool results become `tool_result` blocks in a user turn |
+| image_url data URL / http(s) | `image` with `base64` / `url` source | |
+| max_completion_tokens, max_tokens | `max_tokens` | required upstream; defaults to 4096 |
+| temperature, top_p | same | Anthropic rejects temperature > 1 itself |
+| stop | `stop_sequences` | |
+| tools, tool_choice, parallel_tool_calls | `tools`, `tool_choice`, `disable_parallel_tool_use` | |
+| user | `metadata.user_id` | |
+| presence_penalty, frequency_penalty, seed, metadata, store, service_tier, prompt_cache_key, safety_identifier | dropped | sampling hints or OpenAI-side bookkeeping |
+| n > 1, logprobs, top_logprobs, logit_bias, response_format json, audio, modalities, prediction, reasoning_effort, verbosity, web_search_options, functions | refused (400) | would change what the reply means |
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aigw import _json
+from aigw.compat import _openai as oa
+from aigw.compat._openai import DROPPED, MAPPED, REFUSED, CompatError
+from aigw.compat.sse import SSEEvent
+
+PROVIDER = "anthropic"
+DEFAULT_MAX_TOKENS = 4096
+HEADERS = {"anthropic-version": "2023-06-01"}
+
+POLICY = {
+    **dict.fromkeys(("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+                     "temperature", "top_p", "stop", "tools", "tool_choice", "parallel_tool_calls", "user",
+                     "response_format"), MAPPED),
+    **dict.fromkeys(("presence_penalty", "frequency_penalty", "seed", "metadata", "store", "service_tier",
+                     "prompt_cache_key", "safety_identifier"), DROPPED),
+    **dict.fromkeys(("n", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction",
+                     "reasoning_effort", "verbosity", "web_search_options", "functions", "function_call"),
+                    REFUSED),
+}
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
+           "tool_use": "tool_calls", "refusal": "content_filter"}
+
+
+def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
+    """OpenAI request dict -> (`v1/messages`, headers, Anthropic body bytes)."""
+    oa.check_params(body, POLICY, PROVIDER)
+    fmt = (body.get("response_format") or {}).get("type", "text")
+    if fmt != "text":
+        raise CompatError(f"response_format {fmt!r} is not supported by anthropic", param="response_format")
+    system, messages = _messages(body.get("messages") or [])
+    out: dict[str, Any] = {"model": model, "messages": messages}
+    if system:
+        out["system"] = system
+    limit = oa.max_tokens(body)
+    out["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    stop = oa.stop_list(body)
+    if stop:
+        out["stop_sequences"] = stop
+    if body.get("tools"):
+        out["tools"] = [_tool(t) for t in body["tools"]]
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if choice is not None:
+        out["tool_choice"] = choice
+    if body.get("user"):
+        out["metadata"] = {"user_id": body["user"]}
+    if stream:
+        out["stream"] = True
+    return "v1/messages", dict(HEADERS), _json.dumps(out)
+
+
+def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        role = msg.get("role")
+        content = msg.get("content")
+        if role in ("system", "developer"):
+            text = oa.text_of(content)
+            if text:
+                system.append({"type": "text", "text": text})
+            continue
+        if role == "user":
+            blocks = _user_blocks(content)
+        elif role == "assistant":
+            blocks = _assistant_blocks(msg)
+        elif role == "tool":
+            role = "user"
+            blocks = [{"type": "tool_result", "tool_use_id": msg.get("tool_call_id", ""),
+                       "content": oa.text_of(content)}]
+        else:
+            raise CompatError(f"message role {role!r} is not supported by anthropic", param="messages")
+        if not blocks:
+            continue  # Anthropic rejects empty turns; an empty message carries nothing.
+        # Anthropic wants alternating turns: tool results and the next user text share one.
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return system, out
+
+
+def _user_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content or []:
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_image(part.get("image_url") or {}))
+        else:
+            raise CompatError(f"content part {kind!r} is not supported by anthropic", param="messages")
+    return blocks
+
+
+def _image(image: dict[str, Any]) -> dict[str, Any]:
+    url = image.get("url", "")
+    data = oa.parse_data_url(url)
+    if data is not None:
+        return {"type": "image", "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
+    if oa.is_http_url(url):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise CompatError("image_url.url must be a data URL or an http(s) link", param="messages")
+
+
+def _assistant_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    text = oa.text_of(msg.get("content"))
+    if text:
+        blocks.append({"type": "text", "text": text})
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""),
+                       "input": oa.parse_arguments(fn.get("arguments", ""))})
+    return blocks
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        raise CompatError(f"tool type {tool.get('type')!r} is not supported by anthropic", param="tools")
+    fn = tool.get("function") or {}
+    out: dict[str, Any] = {"name": fn.get("name", ""),
+                           "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    if choice is None:
+        out = {"type": "auto"} if parallel is False else None
+    elif choice == "auto":
+        out = {"type": "auto"}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif choice == "none":
+        out = {"type": "none"}
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        out = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+    else:
+        raise CompatError(f"tool_choice {choice!r} is not supported by anthropic", param="tool_choice")
+    if out is not None and parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _usage(raw: dict[str, Any]) -> dict[str, Any]:
+    cached = raw.get("cache_read_input_tokens")
+    # OpenAI's prompt_tokens counts cached input too; Anthropic reports the parts apart.
+    prompt = (raw.get("input_tokens") or 0) + (raw.get("cache_creation_input_tokens") or 0) + (cached or 0)
+    return oa.usage(prompt, raw.get("output_tokens") or 0, cached=cached)
+
+
+def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
+    """A complete Anthropic message -> OpenAI chat.completion JSON bytes."""
+    msg = oa.loads_object(body) or {}
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in msg.get("content") or []:
+        if block.get("type") == "text":
+            texts.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            calls.append({"id": block.get("id", ""), "type": "function",
+                          "function": {"name": block.get("name", ""),
+                                       "arguments": _json.dumps(block.get("input") or {}).decode()}})
+    content = "".join(texts) if texts or not calls else None
+    finish = _FINISH.get(msg.get("stop_reason") or "end_turn", "stop")
+    choice = oa.message_choice(0, content, calls, finish)
+    return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage") or {}))
+
+
+def translate_error(status: int, body: bytes) -> bytes:
+    """An Anthropic error body (or anything else) -> OpenAI error JSON bytes."""
+    parsed = oa.loads_object(body)
+    err = parsed.get("error") if parsed else None
+    if isinstance(err, dict) and err.get("message"):
+        return oa.error_body(err["message"], err.get("type") or oa.error_type(status), None, err.get("type"))
+    return oa.error_body(oa.raw_error_message(status, body), oa.error_type(status))
+
+
+class StreamTranslator(oa.ChunkStream):
+    """Anthropic Messages SSE -> OpenAI chunks, one upstream event at a time."""
+
+    provider = PROVIDER
+
+    def __init__(self, model: str, include_usage: bool, *, clock: oa.Clock = time.time,
+                 new_id: oa.IdFactory = oa.new_completion_id) -> None:
+        super().__init__(model, include_usage, clock=clock, new_id=new_id)
+        self._raw_usage: dict[str, Any] = {}
+        self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
+
+    def _event(self, ev: SSEEvent) -> bytes:
+        data = oa.loads_object(ev.data)
+        if data is None:
+            return b""
+        kind = data.get("type")
+        if kind == "message_start":
+            self._raw_usage.update((data.get("message") or {}).get("usage") or {})
+            return self.chunk({"role": "assistant", "content": ""})
+        if kind == "content_block_start":
+            return self._block_start(data.get("index", 0), data.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._block_delta(data.get("index", 0), data.get("delta") or {})
+        if kind == "message_delta":
+            self._raw_usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+            self.usage = _usage(self._raw_usage)
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason is None:
+                return b""
+            self.finished = True
+            return self.chunk({}, finish=_FINISH.get(reason, "stop"))
+        if kind == "error":
+            err = data.get("error") or {}
+            return self.error_event(err.get("message", "upstream error"), err.get("type", "api_error"),
+                                    err.get("type"))
+        return b""  # ping, content_block_stop, message_stop carry nothing for OpenAI
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> bytes:
+        if block.get("type") == "text" and block.get("text"):
+            return self.chunk({"content": block["text"]})
+        if block.get("type") == "tool_use":
+            self._tools[index] = call = len(self._tools)
+            return self.chunk({"tool_calls": [{"index": call, "id": block.get("id", ""), "type": "function",
+                                               "function": {"name": block.get("name", ""), "arguments": ""}}]})
+        return b""
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        if delta.get("type") == "text_delta":
+            return self.chunk({"content": delta.get("text", "")})
+        if delta.get("type") == "input_json_delta" and delta.get("partial_json") and index in self._tools:
+            return self.chunk({"tool_calls": [{"index": self._tools[index],
+                                               "function": {"arguments": delta["partial_json"]}}]})
+        return b""  # thinking and signature deltas have no OpenAI chat equivalent

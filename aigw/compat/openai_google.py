@@ -1,0 +1,305 @@
+"""OpenAI chat completions <-> Google AI Studio Gemini (`generateContent`, `streamGenerateContent?alt=sse`).
+
+| OpenAI request key | Gemini | Notes |
+|---|---|---|
+| system / developer messages | `systemInstruction.parts` | every one is hoisted, in order |
+| user / assistant / tool messages | `contents` (roles `user` / `model`) | tool results become `functionResponse` parts |
+| image_url data URL | `inlineData` | |
+| image_url Files API link (`https://generativelanguage.googleapis.com/...`) | `fileData.fileUri` | other http(s) links are refused: AI Studio does not fetch them |
+| max_completion_tokens, max_tokens | `generationConfig.maxOutputTokens` | |
+| temperature, top_p, stop, n, seed, presence_penalty, frequency_penalty | `temperature`, `topP`, `stopSequences`, `candidateCount`, `seed`, `presencePenalty`, `frequencyPenalty` | |
+| response_format json_object / json_schema | `responseMimeType: application/json` (+ `responseJsonSchema`) | |
+| tools, tool_choice | `functionDeclarations` (`parametersJsonSchema`), `toolConfig.functionCallingConfig` | |
+| user, metadata, store, service_tier, prompt_cache_key, safety_identifier | dropped | OpenAI-side bookkeeping |
+| parallel_tool_calls: false, logprobs, top_logprobs, logit_bias, audio, modalities, prediction, reasoning_effort, verbosity, web_search_options, functions | refused (400) | |
+
+Gemini function calls carry no id, so tool-call ids are minted from the completion id; a
+tool message is matched back to its function name through the earlier assistant tool_calls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aigw import _json
+from aigw.compat import _openai as oa
+from aigw.compat._openai import DROPPED, MAPPED, REFUSED, CompatError
+from aigw.compat.sse import SSEEvent
+
+PROVIDER = "google"
+FILES_PREFIX = "https://generativelanguage.googleapis.com/"
+
+POLICY = {
+    **dict.fromkeys(("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+                     "temperature", "top_p", "stop", "n", "seed", "presence_penalty", "frequency_penalty",
+                     "tools", "tool_choice", "response_format"), MAPPED),
+    **dict.fromkeys(("user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"),
+                    DROPPED),
+    **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "prediction",
+                     "reasoning_effort", "verbosity", "web_search_options", "functions", "function_call"),
+                    REFUSED),
+}
+
+_GEN_KEYS = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
+             ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
+_FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
+
+
+def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
+    """OpenAI request dict -> (`v1beta/models/{model}:...`, headers, Gemini body bytes)."""
+    oa.check_params({k: v for k, v in body.items() if k != "parallel_tool_calls"}, POLICY, PROVIDER)
+    if body.get("parallel_tool_calls") is False:
+        raise CompatError("parallel_tool_calls=false is not supported by google", param="parallel_tool_calls")
+    system, contents = _contents(body.get("messages") or [])
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": system}
+    gen: dict[str, Any] = {}
+    limit = oa.max_tokens(body)
+    if limit is not None:
+        gen["maxOutputTokens"] = limit
+    for key, name in _GEN_KEYS:
+        if body.get(key) is not None:
+            gen[name] = body[key]
+    stop = oa.stop_list(body)
+    if stop:
+        gen["stopSequences"] = stop
+    gen.update(_response_format(body.get("response_format")))
+    if gen:
+        out["generationConfig"] = gen
+    if body.get("tools"):
+        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in body["tools"]]}]
+    if body.get("tool_choice") is not None:
+        out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
+    name = model.removeprefix("models/")
+    path = f"v1beta/models/{name}:streamGenerateContent?alt=sse" if stream else f"v1beta/models/{name}:generateContent"
+    return path, {}, _json.dumps(out)
+
+
+def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse
+    for msg in messages:
+        role = msg.get("role")
+        content = msg.get("content")
+        if role in ("system", "developer"):
+            text = oa.text_of(content)
+            if text:
+                system.append({"text": text})
+            continue
+        if role == "user":
+            parts = _user_parts(content)
+        elif role == "assistant":
+            role = "model"
+            parts = _model_parts(msg, names)
+        elif role == "tool":
+            role = "user"
+            parts = [_function_response(msg, names)]
+        else:
+            raise CompatError(f"message role {role!r} is not supported by google", param="messages")
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return system, contents
+
+
+def _user_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for part in content or []:
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):
+                parts.append({"text": part["text"]})
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            data = oa.parse_data_url(url)
+            if data is not None:
+                parts.append({"inlineData": {"mimeType": data[0], "data": data[1]}})
+            elif url.startswith(FILES_PREFIX):
+                parts.append({"fileData": {"fileUri": url}})
+            else:
+                raise CompatError("google accepts images as data URLs or Files API links only", param="messages")
+        else:
+            raise CompatError(f"content part {kind!r} is not supported by google", param="messages")
+    return parts
+
+
+def _model_parts(msg: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    text = oa.text_of(msg.get("content"))
+    if text:
+        parts.append({"text": text})
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        names[call.get("id", "")] = fn.get("name", "")
+        args = oa.parse_arguments(fn.get("arguments", ""))
+        parts.append({"functionCall": {"name": fn.get("name", ""), "args": args}})
+    return parts
+
+
+def _function_response(msg: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    call_id = msg.get("tool_call_id", "")
+    if call_id not in names:
+        raise CompatError(f"tool message {call_id!r} answers no earlier assistant tool call", param="messages")
+    text = oa.text_of(msg.get("content"))
+    try:
+        value = _json.loads(text)
+    except _json.JSONDecodeError:
+        value = text
+    # Gemini's `response` must be an object; wrap anything else rather than guess at keys.
+    response = value if isinstance(value, dict) else {"content": value}
+    return {"functionResponse": {"name": names[call_id], "response": response}}
+
+
+def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
+    kind = (fmt or {}).get("type", "text")
+    if kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = ((fmt or {}).get("json_schema") or {}).get("schema")
+        out: dict[str, Any] = {"responseMimeType": "application/json"}
+        if schema is not None:
+            out["responseJsonSchema"] = schema
+        return out
+    raise CompatError(f"response_format {kind!r} is not supported by google", param="response_format")
+
+
+def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        raise CompatError(f"tool type {tool.get('type')!r} is not supported by google", param="tools")
+    fn = tool.get("function") or {}
+    out: dict[str, Any] = {"name": fn.get("name", "")}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    if fn.get("parameters"):
+        # parametersJsonSchema takes full JSON Schema; `parameters` rejects additionalProperties etc.
+        out["parametersJsonSchema"] = fn["parameters"]
+    return out
+
+
+def _tool_choice(choice: Any) -> dict[str, Any]:
+    if choice in ("auto", "required", "none"):
+        return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name", "")]}
+    raise CompatError(f"tool_choice {choice!r} is not supported by google", param="tool_choice")
+
+
+def _finish(reason: str | None, has_calls: bool) -> str:
+    if reason in _FILTERED:
+        return "content_filter"
+    if reason == "MAX_TOKENS":
+        return "length"
+    return "tool_calls" if has_calls else "stop"
+
+
+def _usage(meta: dict[str, Any]) -> dict[str, Any]:
+    thoughts = meta.get("thoughtsTokenCount")
+    # Thinking tokens are billed as output, as OpenAI's reasoning_tokens are.
+    completion = (meta.get("candidatesTokenCount") or 0) + (thoughts or 0)
+    return oa.usage(meta.get("promptTokenCount") or 0, completion, meta.get("totalTokenCount"),
+                    meta.get("cachedContentTokenCount"), thoughts)
+
+
+def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
+    fn = part["functionCall"]
+    args = _json.dumps(fn.get("args") or {}).decode()
+    return {"id": fn.get("id") or call_id, "type": "function", "function": {"name": fn.get("name", ""), "arguments": args}}
+
+
+def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
+    """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes."""
+    data = oa.loads_object(body) or {}
+    cid = new_id()
+    choices = []
+    minted = 0
+    for pos, cand in enumerate(data.get("candidates") or []):
+        texts, calls = [], []
+        for part in (cand.get("content") or {}).get("parts") or []:
+            if part.get("thought"):
+                continue  # thought summaries are not part of the OpenAI message
+            if "text" in part:
+                texts.append(part["text"])
+            elif "functionCall" in part:
+                calls.append(_call(part, f"call_{cid[-12:]}_{minted}"))
+                minted += 1
+        content = "".join(texts) if texts or not calls else None
+        choices.append(oa.message_choice(cand.get("index", pos), content, calls,
+                                         _finish(cand.get("finishReason"), bool(calls))))
+    if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
+        choices.append(oa.message_choice(0, "", [], "content_filter"))
+    return oa.completion(cid, int(clock()), model, choices, _usage(data.get("usageMetadata") or {}))
+
+
+def translate_error(status: int, body: bytes) -> bytes:
+    """A Google error body (or anything else) -> OpenAI error JSON bytes."""
+    try:
+        parsed = _json.loads(body)
+    except _json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list) and parsed:  # non-SSE stream errors come as a JSON array
+        parsed = parsed[0]
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return oa.error_body(err["message"], oa.error_type(status), None, err.get("status"))
+    return oa.error_body(oa.raw_error_message(status, body), oa.error_type(status))
+
+
+class StreamTranslator(oa.ChunkStream):
+    """Gemini `alt=sse` events (each a partial GenerateContentResponse) -> OpenAI chunks."""
+
+    provider = PROVIDER
+
+    def __init__(self, model: str, include_usage: bool, *, clock: oa.Clock = time.time,
+                 new_id: oa.IdFactory = oa.new_completion_id) -> None:
+        super().__init__(model, include_usage, clock=clock, new_id=new_id)
+        self._calls: dict[int, int] = {}  # choice index -> tool calls sent so far
+        self._minted = 0
+
+    def _event(self, ev: SSEEvent) -> bytes:
+        data = oa.loads_object(ev.data)
+        if data is None:
+            return b""
+        if isinstance(data.get("error"), dict):
+            err = data["error"]
+            return self.error_event(err.get("message", "upstream error"), oa.error_type(err.get("code") or 500),
+                                    err.get("status"))
+        if data.get("usageMetadata"):
+            self.usage = _usage(data["usageMetadata"])
+        out = [self._candidate(pos, cand) for pos, cand in enumerate(data.get("candidates") or [])]
+        if not data.get("candidates") and (data.get("promptFeedback") or {}).get("blockReason"):
+            self.finished = True
+            out.append(self.chunk({"role": "assistant", "content": ""}, 0, "content_filter"))
+        return b"".join(out)
+
+    def _candidate(self, pos: int, cand: dict[str, Any]) -> bytes:
+        index = cand.get("index", pos)
+        out = []
+        if index not in self._calls:
+            self._calls[index] = 0
+            out.append(self.chunk({"role": "assistant", "content": ""}, index))
+        for part in (cand.get("content") or {}).get("parts") or []:
+            if part.get("thought"):
+                continue
+            if part.get("text"):
+                out.append(self.chunk({"content": part["text"]}, index))
+            elif "functionCall" in part:
+                # Gemini sends each call whole, so it becomes one delta with all its arguments.
+                call = _call(part, f"call_{self.id[-12:]}_{self._minted}")
+                self._minted += 1
+                out.append(self.chunk({"tool_calls": [{"index": self._calls[index], **call}]}, index))
+                self._calls[index] += 1
+        if cand.get("finishReason"):
+            self.finished = True
+            out.append(self.chunk({}, index, _finish(cand["finishReason"], self._calls[index] > 0)))
+        return b"".join(out)

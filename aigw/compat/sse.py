@@ -1,0 +1,75 @@
+"""Incremental Server-Sent Events splitter over bytes, shared by the stream translators.
+
+Follows the WHATWG event-stream rules the providers rely on: lines end in CRLF, LF or CR;
+a blank line dispatches the event; `:` starts a comment; several `data:` lines join with
+"\n"; one space after the colon is dropped. Bytes arrive in arbitrary chunks, so an
+incomplete line (or a lone trailing CR that may be half of a CRLF) waits for the next feed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched event: its `event:` name ("" when absent) and joined `data:` bytes."""
+
+    event: str
+    data: bytes
+
+
+class SSESplitter:
+    """Feed bytes, get back the events completed by them."""
+
+    __slots__ = ("_buf", "_event", "_data", "_has_data")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._event = ""
+        self._data: list[bytes] = []
+        self._has_data = False
+
+    def __repr__(self) -> str:
+        return f"<SSESplitter [buffered {len(self._buf)} | data lines {len(self._data)}]>"
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Consume a chunk; return every event it completes, in order."""
+        buf = self._buf + chunk
+        # A CR at the very end may be the first half of CRLF: decide on the next feed.
+        hold = buf.endswith(b"\r")
+        if hold:
+            buf = buf[:-1]
+        lines = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        self._buf = lines.pop() + (b"\r" if hold else b"")
+        events: list[SSEEvent] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """At EOF: dispatch a last event that lacked its closing blank line."""
+        events: list[SSEEvent] = []
+        rest = self._buf.rstrip(b"\r")
+        self._buf = b""
+        if rest:
+            self._line(rest, events)
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._has_data:
+                events.append(SSEEvent(self._event, b"\n".join(self._data)))
+            self._event, self._data, self._has_data = "", [], False
+            return
+        if line[:1] == b":":
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+            self._has_data = True
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        # `id:` and `retry:` matter only to reconnecting browsers; translators ignore them.

@@ -1,0 +1,228 @@
+"""The hot path: send one attempt, decide before the first byte, then pipe bytes.
+
+An attempt either fails (no response, timeout to first byte, non-2xx, or an SSE stream
+whose first event is an error) or is *ready*: its status is 2xx and, for a stream, its first
+event is content. Only a ready attempt is committed to the client; after that nothing falls
+back, and a stream that breaks is ended with an error event and no clean terminator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from aigw import sse
+from aigw.errors import UpstreamFailure, UpstreamTimeout
+from aigw.headers import DROP_DOWN
+from aigw.retry import RetryPolicy, is_retryable, parse_retry_after
+
+logger = logging.getLogger("aigw.proxy")
+
+SMALL_BODY = 1 << 20  # a body of known length up to this is read whole before committing
+ERROR_BODY_LIMIT = 1 << 20  # an upstream error body is kept up to this many bytes
+_SSE = "text/event-stream"
+_SSE_EXTRA = (("X-Accel-Buffering", "no"), ("Cache-Control", "no-cache"))
+
+
+class Target:
+    """One upstream request, fully resolved before any I/O."""
+
+    __slots__ = ("slug", "wire", "session", "method", "url", "headers", "body", "policy",
+                 "step")
+
+    def __init__(self, slug: str, wire: str, session: aiohttp.ClientSession, method: str,
+                 url: URL, headers: list[tuple[str, str]], body: bytes | None,
+                 policy: RetryPolicy, step: int) -> None:
+        self.slug = slug
+        self.wire = wire
+        self.session = session
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.policy = policy
+        self.step = step
+
+
+@dataclass(slots=True)
+class Failure:
+    """An attempt that did not produce a committable response."""
+
+    status: int | None  # None: no response at all
+    outcome: str  # "status", "in-band error", "timeout", "connection error"
+    headers: Any = None
+    body: bytes = b""
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome == "in-band error" or is_retryable(self.status)
+
+
+@dataclass(slots=True)
+class Ready:
+    """A 2xx response, not yet committed; `head` holds bytes already read from it."""
+
+    resp: aiohttp.ClientResponse
+    head: bytes
+    complete: bool  # head is the whole body
+    is_sse: bool
+
+
+def _down_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in resp.raw_headers:
+        name = k.decode("latin-1")
+        if name.lower() not in DROP_DOWN:
+            out.add(name, v.decode("latin-1"))
+    return out
+
+
+async def _peek_first_event(resp: aiohttp.ClientResponse) -> bytes:
+    """Read until the first data-bearing SSE event is complete (or EOF / the peek limit)."""
+    buf = b""
+    while len(buf) < sse.PEEK_LIMIT:
+        chunk = await resp.content.readany()
+        if not chunk:
+            break
+        buf += chunk
+        if sse.first_event_end(buf) >= 0:
+            break
+    return buf
+
+
+async def _attempt(t: Target) -> Ready | Failure:
+    resp = await t.session.request(t.method, t.url, headers=t.headers, data=t.body,
+                                   allow_redirects=False)
+    try:
+        status = resp.status
+        if status < 200 or status >= 300:
+            body = await resp.content.read(ERROR_BODY_LIMIT)
+            resp.release()
+            return Failure(status, "status", _down_headers(resp), body,
+                           parse_retry_after(resp.headers.get("Retry-After")))
+        ctype = resp.headers.get("Content-Type", "")
+        if ctype.startswith(_SSE) and "Content-Encoding" not in resp.headers:
+            head = await _peek_first_event(resp)
+            end = sse.first_event_end(head)
+            if end >= 0 and sse.is_error_event(head[:end]):
+                resp.close()
+                return Failure(status, "in-band error", _down_headers(resp), head)
+            return Ready(resp, head, False, True)
+        length = resp.content_length
+        if length is not None and length <= SMALL_BODY:
+            body = await resp.read()
+            resp.release()
+            return Ready(resp, body, True, False)
+        return Ready(resp, b"", False, ctype.startswith(_SSE))
+    except BaseException:
+        resp.close()
+        raise
+
+
+async def attempt(t: Target) -> Ready | Failure:
+    """One try of a target, bounded by its time-to-first-byte limit."""
+    timeout = t.policy.timeout_ms / 1000.0 if t.policy.timeout_ms else None
+    try:
+        async with asyncio.timeout(timeout):
+            return await _attempt(t)
+    except TimeoutError:
+        return Failure(None, "timeout")
+    except (aiohttp.ClientError, OSError) as exc:
+        # The message may quote the URL (and its ?key=); only the class name is kept.
+        logger.debug("upstream %s: %s", t.slug, type(exc).__name__)
+        return Failure(None, "connection error")
+
+
+async def commit(request: web.BaseRequest, ready: Ready, wire: str,
+                 extra: tuple[tuple[str, str], ...]) -> web.StreamResponse:
+    """Send a ready response to the client, piping the rest of the body as it arrives."""
+    resp = ready.resp
+    headers = _down_headers(resp)
+    for k, v in extra:
+        headers[k] = v
+    if ready.complete:
+        return web.Response(status=resp.status, reason=resp.reason, headers=headers,
+                            body=ready.head)
+    if ready.is_sse:
+        for k, v in _SSE_EXTRA:
+            headers[k] = v
+    out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+    if resp.content_length is not None and not ready.is_sse:
+        out.content_length = resp.content_length
+    try:
+        await out.prepare(request)
+        if ready.head:
+            await out.write(ready.head)
+        async for chunk in resp.content.iter_any():
+            await out.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError,
+            aiohttp.ClientOSError) as exc:
+        resp.close()
+        logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
+        await _cut(request, out, wire if ready.is_sse else "")
+        return out
+    except BaseException:
+        resp.close()  # client gone or handler cancelled: drop the upstream at once
+        raise
+    resp.release()
+    await out.write_eof()
+    return out
+
+
+async def _cut(request: web.BaseRequest, out: web.StreamResponse, wire: str) -> None:
+    """End a committed response so no client can take it for complete."""
+    if wire:
+        try:
+            await out.write(sse.cut_event(wire, "upstream stream interrupted"))
+        except ConnectionError:
+            pass
+    transport = request.transport
+    if transport is not None:
+        transport.close()  # flushes the error event, then closes without a terminator
+
+
+def failure_response(f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response:
+    """The upstream's own error response, passed back as it came."""
+    headers = f.headers if f.headers is not None else CIMultiDict()
+    for k, v in extra:
+        headers[k] = v
+    return web.Response(status=f.status or 502, headers=headers, body=f.body)
+
+
+def all_failed(outcomes: list[dict[str, Any]], last: Failure) -> UpstreamFailure:
+    """The envelope error when the last attempt had no response at all."""
+    cls = UpstreamTimeout if last.outcome == "timeout" else UpstreamFailure
+    return cls(extra={"attempts": outcomes})
+
+
+async def run(request: web.BaseRequest, targets: list[Target],
+              universal: bool) -> web.StreamResponse:
+    """Try each target in order, with its retries; commit the first ready response."""
+    outcomes: list[dict[str, Any]] = []
+    last: Failure | None = None
+    for t in targets:
+        policy = t.policy
+        for n in range(1, policy.max_attempts + 1):
+            res = await attempt(t)
+            if isinstance(res, Ready):
+                extra = (("cf-aig-step", str(t.step)),) if universal else ()
+                return await commit(request, res, t.wire, extra)
+            last = res
+            outcomes.append({"step": t.step, "attempt": n, "provider": t.slug,
+                             "status": res.status, "outcome": res.outcome})
+            if not res.retryable or n == policy.max_attempts:
+                break
+            await asyncio.sleep(policy.delay(n, res.retry_after))
+    assert last is not None
+    extra = (("cf-aig-step", str(targets[-1].step)),) if universal else ()
+    if last.status is not None:
+        return failure_response(last, extra)
+    raise all_failed(outcomes, last)

@@ -1,0 +1,83 @@
+"""The benchmark scenarios and targets, as data (bench/README.md explains each one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
+CHAT_STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+STEP_HEADERS = {"authorization": "Bearer bench", "content-type": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One measured situation; `route` picks the URL, `mode` the tool."""
+
+    name: str
+    route: str  # "chat" (pass-through) or "universal"
+    body: bytes
+    direct_body: bytes  # what the direct baseline sends (direct has no universal endpoint)
+    connections: int
+    mode: str  # "load" (throughput tool + optional TTFB) or "paced" (sequential timing)
+    stream: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _universal(*failing_first: bool) -> bytes:
+    steps = []
+    for fail in failing_first:
+        headers = {**STEP_HEADERS, "x-mock-status": "503"} if fail else STEP_HEADERS
+        steps.append({"provider": "openai", "endpoint": "chat/completions", "headers": headers, "query": CHAT})
+    return orjson.dumps(steps)
+
+
+_JSON = orjson.dumps(CHAT)
+_SSE = orjson.dumps(CHAT_STREAM)
+_CHUNKS = (("x-mock-chunks", "20"),)
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("json_c1", "chat", _JSON, _JSON, 1, "load"),
+    Scenario("json_c64", "chat", _JSON, _JSON, 64, "load"),
+    Scenario("sse_c1", "chat", _SSE, _SSE, 1, "load", stream=True, headers=_CHUNKS),
+    Scenario("sse_c32", "chat", _SSE, _SSE, 32, "load", stream=True, headers=_CHUNKS),
+    Scenario("sse_paced", "chat", _SSE, _SSE, 1, "paced", stream=True,
+             headers=(*_CHUNKS, ("x-mock-chunk-delay-ms", "10"))),
+    Scenario("universal_1", "universal", _universal(False), _JSON, 16, "load"),
+    Scenario("universal_fallback", "universal", _universal(True, False), _JSON, 16, "load"),
+)
+
+
+@dataclass(slots=True)
+class Target:
+    """Where requests go: the mock directly, aigw, or another gateway."""
+
+    name: str
+    chat_url: str
+    universal_url: str | None
+    pid: int | None = None
+
+    def url_for(self, sc: Scenario) -> str | None:
+        """The URL a scenario uses on this target; None when the target cannot run it."""
+        if self.name == "direct" or sc.route == "chat":
+            return self.chat_url
+        return self.universal_url
+
+    def body_for(self, sc: Scenario) -> bytes:
+        """The direct baseline sends the plain chat request in place of the universal array."""
+        return sc.direct_body if self.name == "direct" else sc.body
+
+
+def parse_other(spec: str, pid: int | None = None) -> Target:
+    """`NAME=URL`: a Cloudflare-style base or a template with {provider} and {endpoint}."""
+    name, sep, url = spec.partition("=")
+    if not sep or not name or not url.startswith("http://"):
+        raise ValueError(f"--other wants NAME=http://..., got {spec!r}")
+    if "{" not in url:
+        base = url.rstrip("/")
+        return Target(name, f"{base}/openai/chat/completions", base, pid)
+    chat = url.format(provider="openai", endpoint="chat/completions")
+    suffix = "/{provider}/{endpoint}"
+    universal = url[: -len(suffix)] if url.endswith(suffix) else None
+    return Target(name, chat, universal, pid)

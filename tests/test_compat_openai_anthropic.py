@@ -1,0 +1,149 @@
+"""OpenAI <-> Anthropic Messages: request building, replies, errors and incremental streams."""
+
+from __future__ import annotations
+
+import pytest
+
+from aigw import _json
+from aigw.compat import TRANSLATORS, CompatError
+from aigw.compat import openai_anthropic as t
+from compat_support import (CREATED, assembled_tool_calls, clock, feed_in, golden, ids, pretty, read,
+                            split_events, sse_payloads, validate_completion, validate_stream)
+
+
+def request(**extra: object) -> dict:
+    return {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}], **extra}
+
+
+def built(**extra: object) -> dict:
+    return _json.loads(t.build_request(request(**extra), "claude-sonnet-4-5", False)[2])
+
+
+def test_registered_under_its_wire_name() -> None:
+    assert TRANSLATORS["anthropic"] is t
+
+
+def test_request_golden() -> None:
+    body = _json.loads(read("openai_request_tools.json"))
+    path, headers, out = t.build_request(body, "claude-sonnet-4-5", True)
+    assert path == "v1/messages"
+    assert headers == {"anthropic-version": "2023-06-01"}
+    golden("anthropic_request_tools.expected.json", pretty(out))
+
+
+def test_max_tokens_defaults_to_4096_and_max_completion_tokens_wins() -> None:
+    assert built()["max_tokens"] == 4096
+    assert built(max_tokens=10, max_completion_tokens=20)["max_tokens"] == 20
+
+
+def test_http_image_uses_url_source_and_stop_becomes_a_list() -> None:
+    part = {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+    out = built(messages=[{"role": "user", "content": [part]}], stop="END")
+    assert out["messages"][0]["content"] == [{"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]
+    assert out["stop_sequences"] == ["END"]
+
+
+@pytest.mark.parametrize(("choice", "expected"), [
+    ("required", {"type": "any"}),
+    ("none", {"type": "none"}),
+    ({"type": "function", "function": {"name": "f"}}, {"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
+])
+def test_tool_choice_mapping(choice: object, expected: dict) -> None:
+    parallel = False if isinstance(choice, dict) else None
+    assert built(tool_choice=choice, parallel_tool_calls=parallel)["tool_choice"] == expected
+
+
+@pytest.mark.parametrize("extra", [{"n": 2}, {"logprobs": True}, {"top_logprobs": 3}, {"logit_bias": {"1": 5}},
+                                   {"response_format": {"type": "json_object"}}, {"made_up": 1}])
+def test_meaning_changing_parameters_are_refused(extra: dict) -> None:
+    with pytest.raises(CompatError) as info:
+        built(**extra)
+    assert info.value.status == 400
+    assert list(extra)[0] in info.value.message
+    err = _json.loads(info.value.openai_body())["error"]
+    assert err["param"] == list(extra)[0] and err["type"] == "invalid_request_error"
+
+
+def test_defaults_and_harmless_parameters_pass() -> None:
+    out = built(n=1, logprobs=False, seed=7, presence_penalty=0.5, response_format={"type": "text"})
+    assert "seed" not in out and "presence_penalty" not in out
+
+
+def test_tool_arguments_must_be_json() -> None:
+    bad = {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{"}}]}
+    with pytest.raises(CompatError):
+        built(messages=[bad])
+
+
+@pytest.mark.parametrize("name", ["anthropic_response_tools", "anthropic_response_text"])
+def test_response_golden(name: str) -> None:
+    out = t.translate_response(200, read(f"{name}.json"), "claude-sonnet-4-5", clock=clock, new_id=ids())
+    completion = validate_completion(out)
+    assert completion.created == CREATED
+    golden(f"{name}.expected.json", pretty(out))
+
+
+def test_response_usage_counts_cached_input_as_prompt() -> None:
+    out = _json.loads(t.translate_response(200, read("anthropic_response_text.json"), "m", clock=clock, new_id=ids()))
+    assert out["usage"]["prompt_tokens"] == 2095 + 100 + 1800
+    assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 1800}
+    assert out["choices"][0]["finish_reason"] == "length"
+
+
+def test_error_keeps_anthropic_type() -> None:
+    out = _json.loads(t.translate_error(529, read("anthropic_error_overloaded.json")))
+    assert out == {"error": {"message": "Overloaded", "type": "overloaded_error", "param": None, "code": "overloaded_error"}}
+
+
+def test_non_json_error_body() -> None:
+    out = _json.loads(t.translate_error(502, b"<html>Bad Gateway</html>"))
+    assert out["error"]["type"] == "api_error"
+    assert "502" in out["error"]["message"] and "Bad Gateway" in out["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["anthropic_stream_tools", "anthropic_stream_text", "anthropic_stream_error"])
+@pytest.mark.parametrize("usage", [True, False])
+def test_stream_golden_in_any_chunking(name: str, usage: bool) -> None:
+    data = read(f"{name}.sse")
+    outs = {size: feed_in(t.StreamTranslator("claude", usage, clock=clock, new_id=ids()), data, size)
+            for size in (1, 7, None)}
+    assert len(set(outs.values())) == 1
+    validate_stream(outs[None])
+    golden(f"{name}.{'usage' if usage else 'plain'}.expected.sse", outs[None])
+
+
+def test_stream_tool_call_arguments_assemble() -> None:
+    out = feed_in(t.StreamTranslator("claude", True, clock=clock, new_id=ids()), read("anthropic_stream_tools.sse"), 7)
+    chunks = validate_stream(out)
+    assert assembled_tool_calls(chunks) == {0: {"id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather",
+                                                "arguments": '{"location": "Paris, France", "unit": "celsius"}'}}
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 600
+    assert chunks[-1].usage.completion_tokens == 89
+
+
+def test_stream_is_incremental() -> None:
+    translator = t.StreamTranslator("claude", False, clock=clock, new_id=ids())
+    quiet = {"ping", "content_block_stop", "message_stop"}
+    for event in split_events(read("anthropic_stream_tools.sse")):
+        kind = _json.loads(event.split(b"data: ", 1)[1])["type"]
+        out = translator.feed(event)
+        delta = _json.loads(event.split(b"data: ", 1)[1]).get("delta", {})
+        empty = kind in quiet or (kind == "content_block_start" and b'"text":""' in event) or delta.get("partial_json") == ""
+        assert (out == b"") == empty, event
+
+
+def test_stream_error_event_and_truncation() -> None:
+    out = feed_in(t.StreamTranslator("claude", True, clock=clock, new_id=ids()), read("anthropic_stream_error.sse"), None)
+    payloads = sse_payloads(out)
+    assert payloads[-2] == {"error": {"message": "Overloaded", "type": "overloaded_error", "param": None,
+                                      "code": "overloaded_error"}}
+    cut = read("anthropic_stream_text.sse").split(b"event: message_delta")[0]
+    payloads = sse_payloads(feed_in(t.StreamTranslator("claude", False, clock=clock, new_id=ids()), cut, 7))
+    assert "ended before" in payloads[-2]["error"]["message"]
+
+
+def test_error_event_for_a_mid_stream_cut() -> None:
+    translator = t.StreamTranslator("claude", False, clock=clock, new_id=ids())
+    out = translator.error_event("upstream connection lost")
+    assert sse_payloads(out) == [{"error": {"message": "upstream connection lost", "type": "api_error", "param": None, "code": None}}]
