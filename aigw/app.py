@@ -13,6 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from aigw import proxy
+from aigw.api import handle_api, metrics_response, split_api_path
+from aigw.cost import load_bundled
+from aigw.logstore import LogWriter, open_store
+from aigw.logstore.capture import Recorder
+from aigw.metrics import GatewayMetrics
 from aigw.config import Config, GatewaySpec
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
@@ -61,9 +66,18 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
+        self.metrics = GatewayMetrics()
+        self.prices = load_bundled()
+        self.log_store = open_store(config.logs)
+        ls = config.logs
+        self.log_writer = None if self.log_store is None else LogWriter(
+            self.log_store, queue_max=ls.queue_max, batch_size=ls.batch_size)
 
     async def start(self) -> None:
         """Open the pools and precompute every per-provider and per-gateway object."""
+        if self.log_writer is not None:
+            await self.log_writer.start()
+            self.metrics.watch_writer(self.log_writer, self.log_store)
         await self.pools.start()
         for slug, p in self.config.providers.items():
             self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p),
@@ -74,6 +88,13 @@ class Gateway:
 
     async def close(self) -> None:
         await self.pools.close()
+        if self.log_writer is not None:
+            await self.log_writer.close()
+
+    def _recorder(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
+                  request_type: str | None) -> Recorder:
+        return Recorder(self.log_writer, self.metrics, self.prices, account, gw,
+                        request.headers, self.config.logs.head_bytes, request_type)
 
     # ------------------------------------------------------------ entry point
 
@@ -83,6 +104,14 @@ class Gateway:
         try:
             if path.startswith("/v1/"):
                 return await self._v1(request, path)
+            if path.startswith("/client/v4/accounts/"):
+                parts = split_api_path(path.partition("?")[0])
+                if parts is None:
+                    raise NotFound()
+                return await handle_api(request, self.log_store, self.config.admin.tokens,
+                                        *parts)
+            if path == "/metrics":
+                return metrics_response(self.metrics)
             if path == "/healthz":
                 return web.Response(body=_HEALTH_OK, headers=_JSON_HEADERS)
             if path == "/readyz":
@@ -139,6 +168,7 @@ class Gateway:
                            provider: Provider, rest: str, query: str) -> web.StreamResponse:
         headers = request.headers
         policy = from_headers(self._policy(gw), headers.get)
+        rec = self._recorder(request, account, gw, None)
         url = provider.base.url(account, rest, query)
         body = await self._read_body(request)
         up = upstream_headers(headers.items())
@@ -147,10 +177,11 @@ class Gateway:
             up.extend((k, v) for k, v in provider.default_headers if k not in present)
         target = proxy.Target(provider.slug, provider.wire, provider.session, request.method,
                               url, up, body or None, policy, 0)
-        return await proxy.run(request, [target], universal=False)
+        return await proxy.run(request, [target], universal=False, rec=rec)
 
     async def _universal(self, request: web.BaseRequest, account: str,
                          gw: GatewaySpec) -> web.StreamResponse:
+        rec = self._recorder(request, account, gw, "universal")
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
@@ -169,7 +200,7 @@ class Gateway:
             targets.append(proxy.Target(provider.slug, provider.wire, provider.session, "POST",
                                         url, headers, s.body, s.policy, s.index))
         try:
-            return await proxy.run(request, targets, universal=True)
+            return await proxy.run(request, targets, universal=True, rec=rec)
         except AigwError as exc:
             exc.headers = (("cf-aig-step", str(targets[-1].step)),)
             raise
