@@ -93,7 +93,9 @@ class Gateway:
 
     def _recorder(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
                   request_type: str | None) -> Recorder:
-        return Recorder(self.log_writer, self.metrics, self.prices, account, gw,
+        # The id as the client wrote it (gw.id is "*" when no gateways are configured).
+        gateway_id = request.raw_path[4:].split("/", 2)[1].partition("?")[0]
+        return Recorder(self.log_writer, self.metrics, self.prices, account, gateway_id, gw,
                         request.headers, self.config.logs.head_bytes, request_type)
 
     # ------------------------------------------------------------ entry point

@@ -26,13 +26,14 @@ class Recorder:
                  "last_id")
 
     def __init__(self, writer: Any, metrics: Any, prices: PriceTable, account: str,
-                 gw: Any, headers: Any, head_bytes: int, request_type: str | None) -> None:
+                 gateway_id: str, gw: Any, headers: Any, head_bytes: int,
+                 request_type: str | None) -> None:
         get = headers.get
         self.writer = writer
         self.metrics = metrics
         self.prices = prices
         self.account = account
-        self.gateway = gw.id if gw.id != "*" else ""
+        self.gateway = gateway_id
         self.do_log, self.payload = collect_flags(
             gw.collect_logs and writer is not None, gw.collect_log_payload,
             get("cf-aig-collect-log"), get("cf-aig-collect-log-payload"))
