@@ -175,7 +175,8 @@ class GatewayMetrics(Registry):
         """Export the writer's and store's drop counters, read at scrape time."""
 
         def drops() -> dict[tuple[str, ...], float]:
-            out = {("queue_full",): float(writer.dropped), ("store_error",): float(writer.failed)}
+            out: dict[tuple[str, ...], float] = {("queue_full",): float(writer.dropped),
+                                                 ("store_error",): float(writer.failed)}
             if store is not None:
                 out[("retention",)] = float(store.rejected)
             return out

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from aigw.logstore.base import SqlLogStore, schema_sql
 from aigw.logstore.query import POSTGRES

@@ -466,7 +466,7 @@ _SUM_KEYS = ("requests", "errors", "cached_requests", "tokens_in", "tokens_out",
 def analytics_result(a: Analytics, records: Iterable[tuple[Any, ...]],
                      grouped: bool) -> dict[str, Any]:
     """Totals, per-group totals and the time series, as `GET analytics` returns them."""
-    totals = dict.fromkeys(_SUM_KEYS, 0)
+    totals: dict[str, Any] = dict.fromkeys(_SUM_KEYS, 0)
     totals["cost"] = 0.0
     series: list[dict[str, Any]] = []
     groups: dict[Any, dict[str, Any]] = {}
