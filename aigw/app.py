@@ -11,6 +11,11 @@ import logging
 from aiohttp import web
 
 from aigw import proxy
+from aigw.api import handle_api, metrics_response, split_api_path
+from aigw.cost import load_bundled
+from aigw.logstore import LogWriter, open_store
+from aigw.logstore.capture import Recorder
+from aigw.metrics import GatewayMetrics
 from aigw.config import Config, GatewaySpec
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
@@ -66,9 +71,18 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
+        self.metrics = GatewayMetrics()
+        self.prices = load_bundled()
+        self.log_store = open_store(config.logs)
+        ls = config.logs
+        self.log_writer = None if self.log_store is None else LogWriter(
+            self.log_store, queue_max=ls.queue_max, batch_size=ls.batch_size)
 
     async def start(self) -> None:
         """Open the pools and precompute every per-provider and per-gateway object."""
+        if self.log_writer is not None:
+            await self.log_writer.start()
+            self.metrics.watch_writer(self.log_writer, self.log_store)
         await self.pools.start()
         for slug, p in self.config.providers.items():
             self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p, self.pools),
@@ -79,6 +93,13 @@ class Gateway:
 
     async def close(self) -> None:
         await self.pools.close()
+        if self.log_writer is not None:
+            await self.log_writer.close()
+
+    def _recorder(self, request: web.BaseRequest, account: str, gateway_id: str,
+                  gw: GatewaySpec, request_type: str | None) -> Recorder:
+        return Recorder(self.log_writer, self.metrics, self.prices, account, gateway_id, gw,
+                        request.headers, self.config.logs.head_bytes, request_type)
 
     # ------------------------------------------------------------ entry point
 
@@ -88,6 +109,14 @@ class Gateway:
         try:
             if path.startswith("/v1/"):
                 return await self._v1(request, path)
+            if path.startswith("/client/v4/accounts/"):
+                parts = split_api_path(path.partition("?")[0])
+                if parts is None:
+                    raise NotFound()
+                return await handle_api(request, self.log_store, self.config.admin.tokens,
+                                        *parts)
+            if path == "/metrics":
+                return metrics_response(self.metrics)
             if path == "/healthz":
                 return web.Response(body=_HEALTH_OK, headers=_JSON_HEADERS)
             if path == "/readyz":
@@ -112,12 +141,13 @@ class Gateway:
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
-            return await self._universal(request, account, gw)
+            return await self._universal(request, account, gateway_id, gw)
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
         rest = check_path(parts[3]) if len(parts) == 4 else ""
-        return await self._passthrough(request, account, gw, provider, rest, check_query(query))
+        return await self._passthrough(request, account, gateway_id, gw, provider, rest,
+                                       check_query(query))
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
@@ -140,18 +170,21 @@ class Gateway:
     def _policy(self, gw: GatewaySpec) -> RetryPolicy:
         return self.policies.get(gw.id, self.default_policy)
 
-    async def _passthrough(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
-                           provider: Provider, rest: str, query: str) -> web.StreamResponse:
+    async def _passthrough(self, request: web.BaseRequest, account: str, gateway_id: str,
+                           gw: GatewaySpec, provider: Provider, rest: str,
+                           query: str) -> web.StreamResponse:
         policy = from_headers(self._policy(gw), request.headers.get)
+        rec = self._recorder(request, account, gateway_id, gw, None)
         pool, path = provider.base.resolve(account, rest, query)
         body = await self._read_body(request)
         up = provider.add_defaults(upstream_headers(request.raw_headers))
         target = proxy.Target(provider.slug, provider.wire, pool, request.method, path, up,
                               body or None, policy, 0)
-        return await proxy.run(request, [target], universal=False)
+        return await proxy.run(request, [target], universal=False, rec=rec)
 
-    async def _universal(self, request: web.BaseRequest, account: str,
+    async def _universal(self, request: web.BaseRequest, account: str, gateway_id: str,
                          gw: GatewaySpec) -> web.StreamResponse:
+        rec = self._recorder(request, account, gateway_id, gw, "universal")
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
@@ -166,7 +199,7 @@ class Gateway:
                                         provider.add_defaults(s.headers), s.body, s.policy,
                                         s.index))
         try:
-            return await proxy.run(request, targets, universal=True)
+            return await proxy.run(request, targets, universal=True, rec=rec)
         except AigwError as exc:
             exc.headers = (("cf-aig-step", str(targets[-1].step)),)
             raise

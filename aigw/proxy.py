@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ async def attempt(t: Target) -> Ready | Failure:
 
 
 async def commit(request: web.BaseRequest, ready: Ready, wire: str,
-                 extra: tuple[tuple[str, str], ...]) -> web.StreamResponse:
+                 extra: tuple[tuple[str, str], ...], obs: Any = None) -> web.StreamResponse:
     """Send a ready response to the client, piping the rest of the body as it arrives."""
     resp = ready.resp
     if ready.is_sse:
@@ -168,11 +169,15 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
         await out.prepare(request)
         if ready.head:
             await out.write(ready.head)
-        while True:
-            chunk = await resp.read_chunk()
-            if not chunk:
-                break
-            await out.write(chunk)
+        read = resp.read_chunk
+        if obs is None:
+            while chunk := await read():
+                await out.write(chunk)
+        else:  # the log capture watches each chunk on the side; the bytes go out unchanged
+            feed = obs.feed
+            while chunk := await read():
+                await out.write(chunk)
+                feed(chunk)
     except UpstreamCut as exc:
         resp.close()
         logger.warning("upstream stream cut mid-way (%s)", exc)
@@ -212,18 +217,35 @@ def all_failed(outcomes: list[dict[str, Any]], last: Failure) -> UpstreamFailure
 
 
 async def run(request: web.BaseRequest, targets: list[Target],
-              universal: bool) -> web.StreamResponse:
-    """Try each target in order, with its retries; commit the first ready response."""
+              universal: bool, rec: Any = None) -> web.StreamResponse:
+    """Try each target in order, with its retries; commit the first ready response.
+
+    `rec` (an aigw.logstore.capture.Recorder) gets one report per attempt.
+    """
     outcomes: list[dict[str, Any]] = []
     last: Failure | None = None
-    for t in targets:
+    clock = time.monotonic
+    for i, t in enumerate(targets):
+        if i and rec is not None:
+            rec.fallback()
         policy = t.policy
         for n in range(1, policy.max_attempts + 1):
+            started = clock()
             res = await attempt(t)
             if isinstance(res, Ready):
                 extra = (("cf-aig-step", str(t.step)),) if universal else ()
-                return await commit(request, res, t.wire, extra)
+                if rec is None:
+                    return await commit(request, res, t.wire, extra)
+                obs = rec.ready(t, res.resp.status, res.resp.content_type, res.head,
+                                res.complete, started)
+                try:
+                    return await commit(request, res, t.wire, extra + rec.response_headers(),
+                                        obs)
+                finally:
+                    obs.finish()
             last = res
+            if rec is not None:
+                rec.failed(t, res.status, res.headers, res.body, started)
             outcomes.append({"step": t.step, "attempt": n, "provider": t.slug,
                              "status": res.status, "outcome": res.outcome})
             if not res.retryable or n == policy.max_attempts:
