@@ -7,6 +7,7 @@ row reaches any store.
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from typing import Any
@@ -30,6 +31,9 @@ COLUMNS = (
     "request_size", "response_size", "request_head_complete", "response_head_complete",
     "request_body", "response_body", "feedback", "score",
 )
+
+
+_values = operator.attrgetter(*COLUMNS)
 
 
 class LogRow:
@@ -100,7 +104,7 @@ class LogRow:
 
     def values(self) -> tuple[Any, ...]:
         """Column values in COLUMNS order."""
-        return tuple(getattr(self, c) for c in COLUMNS)
+        return _values(self)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- request headers
@@ -203,6 +207,10 @@ def _token_sub(m: re.Match[bytes]) -> bytes:
     return (m.group(1) or b"") + REDACTED.encode()
 
 
+# Substring gates before each regex: most bodies contain none of the words, and a `bytes in`
+# scan is ~20x cheaper than the regexes (redaction was 6% of a logged request's CPU).
+
+
 def redact_body(body: bytes, secrets: tuple[str, ...] = ()) -> bytes:
     """A body head with known secret values, credential JSON members and token shapes masked."""
     for s in secrets:
@@ -210,5 +218,10 @@ def redact_body(body: bytes, secrets: tuple[str, ...] = ()) -> bytes:
             b = s.encode()
             if b in body:
                 body = body.replace(b, REDACTED.encode())
-    body = _JSON_SECRET.sub(rb"\1" + REDACTED.encode() + rb"\2", body)
-    return _TOKEN_SHAPES.sub(_token_sub, body)
+    low = body.lower()
+    if (b"auth" in low or b"key" in low or b"access_token" in low or b"secret" in low
+            or b"password" in low):
+        body = _JSON_SECRET.sub(rb"\1" + REDACTED.encode() + rb"\2", body)
+    if b"Bearer" in body or b"k-" in body:
+        body = _TOKEN_SHAPES.sub(_token_sub, body)
+    return body
