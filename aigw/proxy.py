@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -31,15 +31,23 @@ _SSE = "text/event-stream"
 _SSE_EXTRA = (("X-Accel-Buffering", "no"), ("Cache-Control", "no-cache"))
 
 
+class Relay(Protocol):
+    """A target's own commit and failure rendering (the compat route's translating relay)."""
+
+    async def commit(self, request: web.BaseRequest, ready: Ready,
+                     extra: tuple[tuple[str, str], ...]) -> web.StreamResponse: ...
+    def failure(self, f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response: ...
+
+
 class Target:
     """One upstream request, fully resolved before any I/O."""
 
     __slots__ = ("slug", "wire", "session", "method", "url", "headers", "body", "policy",
-                 "step")
+                 "step", "relay")
 
     def __init__(self, slug: str, wire: str, session: aiohttp.ClientSession, method: str,
                  url: URL, headers: list[tuple[str, str]], body: bytes | None,
-                 policy: RetryPolicy, step: int) -> None:
+                 policy: RetryPolicy, step: int, relay: Relay | None = None) -> None:
         self.slug = slug
         self.wire = wire
         self.session = session
@@ -49,6 +57,7 @@ class Target:
         self.body = body
         self.policy = policy
         self.step = step
+        self.relay = relay  # None: bytes are relayed as they come (`commit`)
 
 
 @dataclass(slots=True)
@@ -214,6 +223,8 @@ async def run(request: web.BaseRequest, targets: list[Target],
             res = await attempt(t)
             if isinstance(res, Ready):
                 extra = (("cf-aig-step", str(t.step)),) if universal else ()
+                if t.relay is not None:
+                    return await t.relay.commit(request, res, extra)
                 return await commit(request, res, t.wire, extra)
             last = res
             outcomes.append({"step": t.step, "attempt": n, "provider": t.slug,
@@ -224,5 +235,6 @@ async def run(request: web.BaseRequest, targets: list[Target],
     assert last is not None
     extra = (("cf-aig-step", str(targets[-1].step)),) if universal else ()
     if last.status is not None:
-        return failure_response(last, extra)
+        relay = targets[-1].relay
+        return relay.failure(last, extra) if relay is not None else failure_response(last, extra)
     raise all_failed(outcomes, last)
