@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from aigw import proxy
+from aigw.compat import CompatError
+from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
@@ -33,7 +35,9 @@ def error_response(exc: AigwError) -> web.Response:
     """An AigwError in Cloudflare's envelope."""
     headers = dict(_JSON_HEADERS)
     headers.update(exc.headers)
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    # A compat parameter refusal is read by OpenAI clients: it takes OpenAI's error shape.
+    body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
+    return web.Response(status=exc.status, body=body, headers=headers)
 
 
 class Provider:
@@ -71,6 +75,7 @@ class Gateway:
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
+        self.compat = CompatRoutes(self.providers)
 
     async def close(self) -> None:
         await self.pools.close()
@@ -108,6 +113,8 @@ class Gateway:
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
             return await self._universal(request, account, gw)
+        if parts[2] == "compat":
+            return await self._compat(request, account, gw, parts[3] if len(parts) == 4 else "")
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
@@ -149,16 +156,30 @@ class Gateway:
                               url, up, body or None, policy, 0)
         return await proxy.run(request, [target], universal=False)
 
+    async def _compat(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
+                      endpoint: str) -> web.StreamResponse:
+        if endpoint == "models":
+            return self.compat.models_response(request.method)
+        body = await self._read_body(request)
+        policy = from_headers(self._policy(gw), request.headers.get)
+        target = self.compat.target(endpoint, request.method, body, account, gw, request.headers, policy)
+        return await proxy.run(request, [target], universal=False)
+
+    def _step_provider(self, slug: str) -> bool:
+        return slug == "compat" or slug in self.providers
+
     async def _universal(self, request: web.BaseRequest, account: str,
                          gw: GatewaySpec) -> web.StreamResponse:
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
         outer = request.headers.get
-        steps = [build_step(i, s, base, outer, self.providers.__contains__)
-                 for i, s in enumerate(raw_steps)]
+        steps = [build_step(i, s, base, outer, self._step_provider) for i, s in enumerate(raw_steps)]
         targets = []
         for s in steps:
+            if s.provider == "compat":
+                targets.append(self.compat.step_target(s, account, gw))
+                continue
             provider = self.providers[s.provider]
             url = provider.base.url(account, s.path, s.query)
             headers = s.headers
