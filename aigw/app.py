@@ -16,6 +16,8 @@ from aigw.cost import load_bundled
 from aigw.logstore import LogWriter, open_store
 from aigw.logstore.capture import Recorder
 from aigw.metrics import GatewayMetrics
+from aigw.compat import CompatError
+from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
@@ -36,7 +38,9 @@ def error_response(exc: AigwError) -> web.Response:
     """An AigwError in Cloudflare's envelope."""
     headers = dict(_JSON_HEADERS)
     headers.update(exc.headers)
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    # A compat parameter refusal is read by OpenAI clients: it takes OpenAI's error shape.
+    body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
+    return web.Response(status=exc.status, body=body, headers=headers)
 
 
 class Provider:
@@ -90,6 +94,7 @@ class Gateway:
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
+        self.compat = CompatRoutes(self.providers)
 
     async def close(self) -> None:
         await self.pools.close()
@@ -142,6 +147,9 @@ class Gateway:
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
             return await self._universal(request, account, gateway_id, gw)
+        if parts[2] == "compat":
+            return await self._compat(request, account, gateway_id, gw,
+                                      parts[3] if len(parts) == 4 else "")
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
@@ -182,6 +190,20 @@ class Gateway:
                               body or None, policy, 0)
         return await proxy.run(request, [target], universal=False, rec=rec)
 
+    async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
+                      gw: GatewaySpec, endpoint: str) -> web.StreamResponse:
+        if endpoint == "models":
+            return self.compat.models_response(request.method)
+        rec = self._recorder(request, account, gateway_id, gw, "compat")
+        body = await self._read_body(request)
+        policy = from_headers(self._policy(gw), request.headers.get)
+        target = self.compat.target(endpoint, request.method, body, account, gw,
+                                    request.headers, request.raw_headers, policy)
+        return await proxy.run(request, [target], universal=False, rec=rec)
+
+    def _step_provider(self, slug: str) -> bool:
+        return slug == "compat" or slug in self.providers
+
     async def _universal(self, request: web.BaseRequest, account: str, gateway_id: str,
                          gw: GatewaySpec) -> web.StreamResponse:
         rec = self._recorder(request, account, gateway_id, gw, "universal")
@@ -189,10 +211,12 @@ class Gateway:
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
         outer = request.headers.get
-        steps = [build_step(i, s, base, outer, self.providers.__contains__)
-                 for i, s in enumerate(raw_steps)]
+        steps = [build_step(i, s, base, outer, self._step_provider) for i, s in enumerate(raw_steps)]
         targets = []
         for s in steps:
+            if s.provider == "compat":
+                targets.append(self.compat.step_target(s, account, gw))
+                continue
             provider = self.providers[s.provider]
             pool, path = provider.base.resolve(account, s.path, s.query)
             targets.append(proxy.Target(provider.slug, provider.wire, pool, "POST", path,

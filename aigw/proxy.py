@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -31,15 +31,23 @@ _SSE_EXTRA = (("X-Accel-Buffering", "no"), ("Cache-Control", "no-cache"))
 _SSE_EXTRA_NAMES = frozenset({b"x-accel-buffering", b"cache-control"})
 
 
+class Relay(Protocol):
+    """A target's own commit and failure rendering (the compat route's translating relay)."""
+
+    async def commit(self, request: web.BaseRequest, ready: Ready,
+                     extra: tuple[tuple[str, str], ...]) -> web.StreamResponse: ...
+    def failure(self, f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response: ...
+
+
 class Target:
     """One upstream request, fully resolved before any I/O."""
 
     __slots__ = ("slug", "wire", "pool", "method", "target", "headers", "body", "policy",
-                 "step")
+                 "step", "relay")
 
     def __init__(self, slug: str, wire: str, pool: OriginPool, method: str, target: str,
                  headers: list[tuple[bytes, bytes]], body: bytes | None,
-                 policy: RetryPolicy, step: int) -> None:
+                 policy: RetryPolicy, step: int, relay: Relay | None = None) -> None:
         self.slug = slug
         self.wire = wire
         self.pool = pool
@@ -49,6 +57,7 @@ class Target:
         self.body = body
         self.policy = policy
         self.step = step
+        self.relay = relay  # None: bytes are relayed as they come (`commit`)
 
     @property
     def url(self) -> str:
@@ -235,12 +244,16 @@ async def run(request: web.BaseRequest, targets: list[Target],
             if isinstance(res, Ready):
                 extra = (("cf-aig-step", str(t.step)),) if universal else ()
                 if rec is None:
+                    if t.relay is not None:
+                        return await t.relay.commit(request, res, extra)
                     return await commit(request, res, t.wire, extra)
                 obs = rec.ready(t, res.resp.status, res.resp.content_type, res.head,
                                 res.complete, started)
                 try:
-                    return await commit(request, res, t.wire, extra + rec.response_headers(),
-                                        obs)
+                    extra = extra + rec.response_headers()
+                    if t.relay is not None:
+                        return await t.relay.commit(request, res, extra, obs)
+                    return await commit(request, res, t.wire, extra, obs)
                 finally:
                     obs.finish()
             last = res
@@ -254,5 +267,6 @@ async def run(request: web.BaseRequest, targets: list[Target],
     assert last is not None
     extra = (("cf-aig-step", str(targets[-1].step)),) if universal else ()
     if last.status is not None:
-        return failure_response(last, extra)
+        relay = targets[-1].relay
+        return relay.failure(last, extra) if relay is not None else failure_response(last, extra)
     raise all_failed(outcomes, last)
