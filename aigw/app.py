@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from aigw import proxy
+from aigw.api import handle_api, metrics_response, split_api_path
+from aigw.cost import load_bundled
+from aigw.logstore import LogWriter, open_store
+from aigw.logstore.capture import Recorder
+from aigw.metrics import GatewayMetrics
+from aigw.compat import CompatError
+from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec, ProviderConfig
 from aigw.errors import (
     AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
@@ -40,22 +46,31 @@ def error_response(exc: AigwError) -> web.Response:
     """An AigwError in Cloudflare's envelope."""
     headers = dict(_JSON_HEADERS)
     headers.update(exc.headers)
-    return web.Response(status=exc.status, body=exc.body(), headers=headers)
+    # A compat parameter refusal is read by OpenAI clients: it takes OpenAI's error shape.
+    body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
+    return web.Response(status=exc.status, body=body, headers=headers)
 
 
 class Provider:
     """A configured provider at run time: its URL base and its pool."""
 
-    __slots__ = ("slug", "wire", "base", "session", "default_headers", "cfg")
+    __slots__ = ("slug", "wire", "base", "default_headers", "cfg")
 
-    def __init__(self, slug: str, wire: str, base: UpstreamBase, session: Any,
+    def __init__(self, slug: str, wire: str, base: UpstreamBase,
                  default_headers: tuple[tuple[str, str], ...], cfg: ProviderConfig) -> None:
         self.cfg = cfg
         self.slug = slug
         self.wire = wire
         self.base = base
-        self.session = session
-        self.default_headers = default_headers
+        self.default_headers = tuple((k.encode("latin-1"), v.encode("utf-8"))
+                                     for k, v in default_headers)
+
+    def add_defaults(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Append the provider's default headers the client did not send."""
+        if self.default_headers:
+            present = {n.lower() for n, _ in headers}
+            headers.extend((k, v) for k, v in self.default_headers if k not in present)
+        return headers
 
 
 class Gateway:
@@ -69,22 +84,40 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
-        self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix)
+        self.metrics = GatewayMetrics()
+        self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix,
+                                     metrics=self.metrics)
+        self.prices = load_bundled()
+        self.log_store = open_store(config.logs)
+        ls = config.logs
+        self.log_writer = None if self.log_store is None else LogWriter(
+            self.log_store, queue_max=ls.queue_max, batch_size=ls.batch_size)
 
     async def start(self) -> None:
         """Open the pools and precompute every per-provider and per-gateway object."""
+        if self.log_writer is not None:
+            await self.log_writer.start()
+            self.metrics.watch_writer(self.log_writer, self.log_store)
         await self.pools.start()
         await self.runtime.start()
         for slug, p in self.config.providers.items():
-            self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p),
-                                            self.pools.session(slug), p.default_headers, p)
+            self.providers[slug] = Provider(slug, p.wire, UpstreamBase(p, self.pools),
+                                            p.default_headers, p)
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
+        self.compat = CompatRoutes(self.providers)
 
     async def close(self) -> None:
         await self.pools.close()
         await self.runtime.close()
+        if self.log_writer is not None:
+            await self.log_writer.close()
+
+    def _recorder(self, request: web.BaseRequest, account: str, gateway_id: str,
+                  gw: GatewaySpec, request_type: str | None) -> Recorder:
+        return Recorder(self.log_writer, self.metrics, self.prices, account, gateway_id, gw,
+                        request.headers, self.config.logs.head_bytes, request_type)
 
     # ------------------------------------------------------------ entry point
 
@@ -94,6 +127,14 @@ class Gateway:
         try:
             if path.startswith("/v1/"):
                 return await self._v1(request, path)
+            if path.startswith("/client/v4/accounts/"):
+                parts = split_api_path(path.partition("?")[0])
+                if parts is None:
+                    raise NotFound()
+                return await handle_api(request, self.log_store, self.config.admin.tokens,
+                                        *parts)
+            if path == "/metrics":
+                return metrics_response(self.metrics)
             if path == "/healthz":
                 return web.Response(body=_HEALTH_OK, headers=_JSON_HEADERS)
             if path == "/readyz":
@@ -122,13 +163,16 @@ class Gateway:
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
-            return await self._universal(request, account, gw, gp, scope)
+            return await self._universal(request, account, gateway_id, gw, gp, scope)
+        if parts[2] == "compat":
+            return await self._compat(request, account, gateway_id, gw, gp, scope,
+                                      parts[3] if len(parts) == 4 else "")
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
         rest = check_path(parts[3]) if len(parts) == 4 else ""
-        return await self._passthrough(request, account, gw, gp, scope, provider, rest,
-                                       check_query(query))
+        return await self._passthrough(request, account, gateway_id, gw, gp, scope, provider,
+                                       rest, check_query(query))
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
@@ -151,27 +195,26 @@ class Gateway:
     def _policy(self, gw: GatewaySpec) -> RetryPolicy:
         return self.policies.get(gw.id, self.default_policy)
 
-    async def _passthrough(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
-                           gp: GatewayPolicy, scope: str, provider: Provider, rest: str,
-                           query: str) -> web.StreamResponse:
+    async def _passthrough(self, request: web.BaseRequest, account: str, gateway_id: str,
+                           gw: GatewaySpec, gp: GatewayPolicy, scope: str, provider: Provider,
+                           rest: str, query: str) -> web.StreamResponse:
         headers = request.headers
         policy = from_headers(self._policy(gw), headers.get)
         cache = parse_cache_headers(headers.get, gw)
-        url = provider.base.url(account, rest, query)
+        rec = self._recorder(request, account, gateway_id, gw, None)
+        pool, path = provider.base.resolve(account, rest, query)
         body = await self._read_body(request)
-        up = upstream_headers(headers.items())
+        up = upstream_headers(request.raw_headers)
         alias = headers.get(ALIAS_HEADER)
         cred_fp = None
         if gp.has_keys or alias is not None:
-            cred_fp = inject_key(gw, provider.cfg, alias, up)
-        if provider.default_headers:
-            present = {n.lower() for n, _ in up}
-            up.extend((k, v) for k, v in provider.default_headers if k not in present)
-        target = proxy.Target(provider.slug, provider.wire, provider.session, request.method,
-                              url, up, body or None, policy, 0)
+            cred_fp = inject_key(gw, provider.cfg, alias, up, raw=True)
+        up = provider.add_defaults(up)
+        target = proxy.Target(provider.slug, provider.wire, pool, request.method, path, up,
+                              body or None, policy, 0)
 
         async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
-            return await proxy.run(request, [target], False, extra, capture)
+            return await proxy.run(request, [target], False, rec, extra, capture)
 
         if cache is None:
             return await self.runtime.limited(gp, scope, go)
@@ -184,25 +227,48 @@ class Gateway:
         return await self.runtime.cached(request, gp, scope, [CacheStep(0, key, cache)], go,
                                          universal=False)
 
-    async def _universal(self, request: web.BaseRequest, account: str, gw: GatewaySpec,
-                         gp: GatewayPolicy, scope: str) -> web.StreamResponse:
+    async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
+                      gw: GatewaySpec, gp: GatewayPolicy, scope: str,
+                      endpoint: str) -> web.StreamResponse:
+        if endpoint == "models":
+            return self.compat.models_response(request.method)
+        rec = self._recorder(request, account, gateway_id, gw, "compat")
+        body = await self._read_body(request)
+        policy = from_headers(self._policy(gw), request.headers.get)
+        target = self.compat.target(endpoint, request.method, body, account, gw,
+                                    request.headers, request.raw_headers, policy)
+
+        async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
+            return await proxy.run(request, [target], False, rec, extra, capture)
+
+        # Compat answers are translated by their own relay and not cached.
+        return await self.runtime.limited(gp, scope, go)
+
+
+    def _step_provider(self, slug: str) -> bool:
+        return slug == "compat" or slug in self.providers
+
+    async def _universal(self, request: web.BaseRequest, account: str, gateway_id: str,
+                         gw: GatewaySpec, gp: GatewayPolicy, scope: str) -> web.StreamResponse:
+        rec = self._recorder(request, account, gateway_id, gw, "universal")
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
         base = self._policy(gw)
         outer = request.headers.get
-        steps = [build_step(i, s, base, outer, self.providers.__contains__)
-                 for i, s in enumerate(raw_steps)]
+        steps = [build_step(i, s, base, outer, self._step_provider) for i, s in enumerate(raw_steps)]
         targets = []
         cache_steps: list[CacheStep] = []
         for s in steps:
-            provider = self.providers[s.provider]
-            url = provider.base.url(account, s.path, s.query)
+            if s.provider == "compat":  # BYOK done by the compat route; not cached
+                targets.append(self.compat.step_target(s, account, gw))
+                continue
             lookup = _step_lookup(s.cf_headers, outer)
-            cache = parse_cache_headers(lookup, gw)
             alias = lookup(ALIAS_HEADER)
+            provider = self.providers[s.provider]
+            cache = parse_cache_headers(lookup, gw)
             cred_fp = None
             if gp.has_keys or alias is not None:  # a step without a key gets its provider's
-                cred_fp = inject_key(gw, provider.cfg, alias, s.headers)
+                cred_fp = inject_key(gw, provider.cfg, alias, s.headers, raw=True)
             if cache is not None:
                 key = None
                 if not cache.skip:
@@ -211,15 +277,12 @@ class Gateway:
                     key = cache_key(scope, s.provider, "POST", s.path, s.query, s.body, cred_fp,
                                     cache.custom_key)
                 cache_steps.append(CacheStep(s.index, key, cache))
-            headers = s.headers
-            if provider.default_headers:
-                present = {n.lower() for n, _ in headers}
-                headers = headers + [(k, v) for k, v in provider.default_headers
-                                     if k not in present]
-            targets.append(proxy.Target(provider.slug, provider.wire, provider.session, "POST",
-                                        url, headers, s.body, s.policy, s.index))
+            pool, path = provider.base.resolve(account, s.path, s.query)
+            targets.append(proxy.Target(provider.slug, provider.wire, pool, "POST", path,
+                                        provider.add_defaults(s.headers), s.body, s.policy,
+                                        s.index))
         async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
-            return await proxy.run(request, targets, True, extra, capture)
+            return await proxy.run(request, targets, True, rec, extra, capture)
 
         try:
             if cache_steps:

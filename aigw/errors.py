@@ -4,6 +4,7 @@ whether an attempt that failed with it may be retried.
     AigwError                      (gateway-side; rendered in the AiGatewayError envelope)
     ├── BadRequest                 400, client input the gateway refuses
     │   ├── InvalidProvider        400 / 2008
+    │   ├── ChatCompletionBadFormat 400 / 2019 (compat model without a provider prefix)
     │   ├── UnknownGateway         400 / 2001
     │   ├── InvalidJSON            400 / 2900 ... (private codes, README lists them)
     │   ├── InvalidHeader          400 / 2902
@@ -77,6 +78,13 @@ class UnknownGateway(BadRequest):
 class InvalidProvider(BadRequest):
     code = 2008
     message = "Invalid provider"
+
+
+class ChatCompletionBadFormat(BadRequest):
+    """A compat request whose `model` is not `{provider}/{model}`."""
+
+    code = 2019
+    message = "Chat completion bad format"
 
 
 class InvalidJSON(BadRequest):

@@ -16,19 +16,23 @@ HOP_BY_HOP = frozenset({
 _DROP_UP = HOP_BY_HOP | {"host", "content-length", "expect"}
 # Never copied back from the upstream: hop-by-hop and framing (aiohttp sets its own).
 DROP_DOWN = HOP_BY_HOP | {"content-length"}
+DROP_DOWN_B = frozenset(h.encode() for h in DROP_DOWN)
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
-def upstream_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Client headers that go upstream on a pass-through route (original case kept)."""
+_DROP_UP_B = frozenset(h.encode() for h in _DROP_UP)
+
+
+def upstream_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Client headers (raw bytes, original case) that go upstream on a pass-through route."""
     out = []
-    connection_tokens: set[str] = set()
-    for name, value in pairs:
+    connection_tokens: set[bytes] | None = None
+    for name, value in raw:
         low = name.lower()
-        if low == "connection":
-            connection_tokens.update(t.strip().lower() for t in value.split(","))
-        if low in _DROP_UP or low.startswith("cf-aig-"):
+        if low in _DROP_UP_B or low.startswith(b"cf-aig-"):
+            if low == b"connection":
+                connection_tokens = {t.strip().lower() for t in value.split(b",")}
             continue
         out.append((name, value))
     if connection_tokens:
@@ -36,7 +40,12 @@ def upstream_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def check_step_headers(path: str, headers: object) -> list[tuple[str, str]]:
+def has_header(pairs: Iterable[tuple[bytes, bytes]], lower_name: bytes) -> bool:
+    """Whether a (bytes) header list has `lower_name`."""
+    return any(n.lower() == lower_name for n, _ in pairs)
+
+
+def check_step_headers(path: str, headers: object) -> list[tuple[str, str]]:  # noqa: C901
     """Validate a universal step's `headers` object; returns (name, value) pairs."""
     if headers is None:
         return []

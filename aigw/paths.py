@@ -11,10 +11,14 @@ import re
 import unicodedata
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from yarl import URL
+from typing import TYPE_CHECKING
 
 from aigw.config import ProviderConfig
 from aigw.errors import InvalidAccount, InvalidPath
+
+if TYPE_CHECKING:
+    from aigw.h1 import OriginPool
+    from aigw.upstream import Pools
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -83,53 +87,70 @@ def check_query(query: str) -> str:
 
 
 class UpstreamBase:
-    """A provider's base URL, pre-split so the hot path only concatenates strings."""
+    """A provider's base URL, pre-split so the hot path only concatenates strings.
 
-    __slots__ = ("provider", "_parts", "_needs_account", "_params", "_prefix_bases", "_dup",
-                 "scheme", "host", "port", "_base_path")
+    The origin (scheme, host, port) is fixed by the config; only the providers whose host
+    has placeholders (`{resource}` for Azure, `{service}.{region}` for Bedrock) take them
+    from leading path segments, each checked against its full-match regex.
+    """
 
-    def __init__(self, provider: ProviderConfig) -> None:
+    __slots__ = ("provider", "pools", "_params", "_prefix_bases", "_dup", "scheme", "host",
+                 "port", "_path", "_needs_account", "_pool")
+
+    def __init__(self, provider: ProviderConfig, pools: Pools) -> None:
         self.provider = provider
+        self.pools = pools
         self._params = [(name, re.compile(f"^(?:{rx})$")) for name, rx in provider.path_params]
-        self._parts = provider.base_url
-        self._needs_account = "{account}" in provider.base_url
         parent = provider.base_url.rsplit("/", 1)[0]
-        self._prefix_bases = tuple((prefix, f"{parent}/{sibling}")
+        self._prefix_bases = tuple((prefix, _split(f"{parent}/{sibling}")[3])
                                    for prefix, sibling in provider.prefix_bases)
         self._dup = provider.dup_segment + "/" if provider.dup_segment else ""
-        probe = urlsplit(re.sub(r"\{[a-z]+\}", "x", provider.base_url))
-        self.scheme = probe.scheme
-        self.host = probe.hostname
-        self.port = probe.port
-        self._base_path = probe.path
+        self.scheme, self.host, self.port, self._path = _split(provider.base_url)
+        self._needs_account = "{account}" in self._path
+        self._pool = None if "{" in self.host else pools.get(provider.slug, self.scheme,
+                                                             self.host, self.port)
 
     def __repr__(self) -> str:
         return f"<UpstreamBase {self.provider.slug} {self.provider.base_url}>"
 
-    def url(self, account: str, rest: str, query: str) -> URL:
-        """The upstream URL for a validated path remainder and raw query string."""
-        base = self._parts
+    def resolve(self, account: str, rest: str, query: str) -> tuple[OriginPool, str]:
+        """(pool, request target) for a validated path remainder and raw query string."""
+        path = self._path
         for prefix, other in self._prefix_bases:
             if rest.startswith(prefix):
-                base, rest = other, rest[len(prefix):]
+                path, rest = other, rest[len(prefix):]
                 break
         else:
             if self._dup and rest.startswith(self._dup):
                 rest = rest[len(self._dup):]
         if self._needs_account:
-            base = base.replace("{account}", account)
-        for name, rx in self._params:
-            seg, _, tail = rest.partition("/")
-            if not rx.match(seg):
-                raise InvalidPath(f"Invalid endpoint: '{name}' segment is not valid for "
-                                  f"{self.provider.slug}")
-            base = base.replace("{" + name + "}", seg)
-            rest = tail
-        raw = f"{base}/{rest}" if rest else base
+            path = path.replace("{account}", account)
+        pool = self._pool
+        if pool is None:
+            host = self.host
+            for name, rx in self._params:
+                seg, _, rest = rest.partition("/")
+                if not rx.match(seg):
+                    raise InvalidPath(f"Invalid endpoint: '{name}' segment is not valid for "
+                                      f"{self.provider.slug}")
+                host = host.replace("{" + name + "}", seg)
+            pool = self.pools.get(self.provider.slug, self.scheme, host, self.port)
+        target = f"{path}/{rest}" if rest else (path or "/")
         if query:
-            raw = f"{raw}?{query}"
-        url = URL(raw, encoded=True)
-        # Defence in depth: whatever the lexical checks missed cannot change the authority.
-        if url.scheme != self.scheme or (not self._params and url.raw_host != self.host):
-            raise InvalidPath()
-        return url
+            target = f"{target}?{query}"
+        return pool, target
+
+
+def _split(url: str) -> tuple[str, str, int, str]:
+    """scheme, host (placeholders kept), port, path of a config base URL."""
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if authority.startswith("["):
+        host, _, port = authority[1:].partition("]")
+        port = port.lstrip(":")
+    elif ":" in authority:
+        host, _, port = authority.rpartition(":")
+    else:
+        host, port = authority, ""
+    default = 443 if scheme == "https" else 80
+    return scheme, host, int(port) if port else default, (slash + path).rstrip("/")

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
 
 from aigw import sse
 from aigw.errors import UpstreamFailure, UpstreamTimeout
-from aigw.headers import DROP_DOWN
+from aigw.h1 import OriginPool, Response, UpstreamCut, UpstreamError, encode_headers
+from aigw.headers import DROP_DOWN_B
 from aigw.policy.tee import Capture
 from aigw.retry import RetryPolicy, is_retryable, parse_retry_after
 
@@ -30,26 +29,42 @@ SMALL_BODY = 1 << 20  # a body of known length up to this is read whole before c
 ERROR_BODY_LIMIT = 1 << 20  # an upstream error body is kept up to this many bytes
 _SSE = "text/event-stream"
 _SSE_EXTRA = (("X-Accel-Buffering", "no"), ("Cache-Control", "no-cache"))
+_SSE_EXTRA_NAMES = frozenset({b"x-accel-buffering", b"cache-control"})
+
+
+class Relay(Protocol):
+    """A target's own commit and failure rendering (the compat route's translating relay)."""
+
+    async def commit(self, request: web.BaseRequest, ready: Ready,
+                     extra: tuple[tuple[str, str], ...]) -> web.StreamResponse: ...
+    def failure(self, f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response: ...
 
 
 class Target:
     """One upstream request, fully resolved before any I/O."""
 
-    __slots__ = ("slug", "wire", "session", "method", "url", "headers", "body", "policy",
-                 "step")
+    __slots__ = ("slug", "wire", "pool", "method", "target", "headers", "body", "policy",
+                 "step", "relay")
 
-    def __init__(self, slug: str, wire: str, session: aiohttp.ClientSession, method: str,
-                 url: URL, headers: list[tuple[str, str]], body: bytes | None,
-                 policy: RetryPolicy, step: int) -> None:
+    def __init__(self, slug: str, wire: str, pool: OriginPool, method: str, target: str,
+                 headers: list[tuple[bytes, bytes]], body: bytes | None,
+                 policy: RetryPolicy, step: int, relay: Relay | None = None) -> None:
         self.slug = slug
         self.wire = wire
-        self.session = session
+        self.pool = pool
         self.method = method
-        self.url = url
+        self.target = target  # path and query, as sent
         self.headers = headers
         self.body = body
         self.policy = policy
         self.step = step
+        self.relay = relay  # None: bytes are relayed as they come (`commit`)
+
+    @property
+    def url(self) -> str:
+        """The full upstream URL (for logs; may carry secrets in its query: redact first)."""
+        p = self.pool
+        return f"{p.scheme}://{p.host}:{p.port}{self.target}"
 
 
 @dataclass(slots=True)
@@ -58,7 +73,7 @@ class Failure:
 
     status: int | None  # None: no response at all
     outcome: str  # "status", "in-band error", "timeout", "connection error"
-    headers: Any = None
+    headers: list[tuple[str, str]] | None = None
     body: bytes = b""
     retry_after: float | None = None
 
@@ -71,26 +86,23 @@ class Failure:
 class Ready:
     """A 2xx response, not yet committed; `head` holds bytes already read from it."""
 
-    resp: aiohttp.ClientResponse
+    resp: Response
     head: bytes
     complete: bool  # head is the whole body
     is_sse: bool
 
 
-def _down_headers(resp: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for k, v in resp.raw_headers:
-        name = k.decode("latin-1")
-        if name.lower() not in DROP_DOWN:
-            out.add(name, v.decode("latin-1"))
-    return out
+def down_headers(resp: Response, drop: frozenset[bytes] = DROP_DOWN_B) -> list[tuple[str, str]]:
+    """The upstream's response headers as the client gets them (hop-by-hop removed)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers
+            if k.lower() not in drop]
 
 
-async def _peek_first_event(resp: aiohttp.ClientResponse) -> bytes:
+async def _peek_first_event(resp: Response) -> bytes:
     """Read until the first data-bearing SSE event is complete (or EOF / the peek limit)."""
     buf = b""
     while len(buf) < sse.PEEK_LIMIT:
-        chunk = await resp.content.readany()
+        chunk = await resp.read_chunk()
         if not chunk:
             break
         buf += chunk
@@ -100,29 +112,31 @@ async def _peek_first_event(resp: aiohttp.ClientResponse) -> bytes:
 
 
 async def _attempt(t: Target) -> Ready | Failure:
-    resp = await t.session.request(t.method, t.url, headers=t.headers, data=t.body,
-                                   allow_redirects=False)
+    resp = await t.pool.request(t.method, t.target, encode_headers(t.headers), t.body)
     try:
         status = resp.status
         if status < 200 or status >= 300:
-            body = await resp.content.read(ERROR_BODY_LIMIT)
+            body = await resp.read(ERROR_BODY_LIMIT)
             resp.release()
-            return Failure(status, "status", _down_headers(resp), body,
-                           parse_retry_after(resp.headers.get("Retry-After")))
-        ctype = resp.headers.get("Content-Type", "")
-        if ctype.startswith(_SSE) and "Content-Encoding" not in resp.headers:
+            return Failure(status, "status", down_headers(resp), body,
+                           parse_retry_after(resp.retry_after))
+        is_sse = resp.content_type.startswith(_SSE)
+        if is_sse and resp.content_encoding is None:
             head = await _peek_first_event(resp)
             end = sse.first_event_end(head)
             if end >= 0 and sse.is_error_event(head[:end]):
                 resp.close()
-                return Failure(status, "in-band error", _down_headers(resp), head)
+                return Failure(status, "in-band error", down_headers(resp), head)
+            if resp.exhausted:
+                resp.release()
+                return Ready(resp, head, True, True)
             return Ready(resp, head, False, True)
         length = resp.content_length
-        if length is not None and length <= SMALL_BODY:
+        if resp.done or (length is not None and length <= SMALL_BODY):
             body = await resp.read()
             resp.release()
-            return Ready(resp, body, True, False)
-        return Ready(resp, b"", False, ctype.startswith(_SSE))
+            return Ready(resp, body, True, is_sse)
+        return Ready(resp, b"", False, is_sse)
     except BaseException:
         resp.close()
         raise
@@ -132,18 +146,20 @@ async def attempt(t: Target) -> Ready | Failure:
     """One try of a target, bounded by its time-to-first-byte limit."""
     timeout = t.policy.timeout_ms / 1000.0 if t.policy.timeout_ms else None
     try:
+        if timeout is None:
+            return await _attempt(t)
         async with asyncio.timeout(timeout):
             return await _attempt(t)
     except TimeoutError:
         return Failure(None, "timeout")
-    except (aiohttp.ClientError, OSError) as exc:
-        # The message may quote the URL (and its ?key=); only the class name is kept.
+    except (UpstreamError, OSError) as exc:
+        # Only the class name is kept: a message may quote the URL (and its ?key=).
         logger.debug("upstream %s: %s", t.slug, type(exc).__name__)
         return Failure(None, "connection error")
 
 
 async def commit(request: web.BaseRequest, ready: Ready, wire: str,
-                 extra: tuple[tuple[str, str], ...],
+                 extra: tuple[tuple[str, str], ...], obs: Any = None,
                  capture: Capture | None = None, step: int = 0) -> web.StreamResponse:
     """Send a ready response to the client, piping the rest of the body as it arrives.
 
@@ -151,20 +167,25 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
     complete only when the whole body went out.
     """
     resp = ready.resp
-    headers = _down_headers(resp)
-    for k, v in extra:
-        headers[k] = v
+    if ready.is_sse:
+        headers = down_headers(resp, DROP_DOWN_B | _SSE_EXTRA_NAMES)
+        headers.extend(_SSE_EXTRA)
+    else:
+        headers = down_headers(resp)
+    if extra:
+        headers.extend(extra)
     if capture is not None:
         capture.start(resp.status, headers, step, ready.is_sse)
         capture.feed(ready.head)
+        if obs is None:
+            obs = capture
+        else:
+            obs = _Both(obs, capture)
     if ready.complete:
         if capture is not None:
             capture.complete = True
         return web.Response(status=resp.status, reason=resp.reason, headers=headers,
                             body=ready.head)
-    if ready.is_sse:
-        for k, v in _SSE_EXTRA:
-            headers[k] = v
     out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
     if resp.content_length is not None and not ready.is_sse:
         out.content_length = resp.content_length
@@ -172,14 +193,18 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
         await out.prepare(request)
         if ready.head:
             await out.write(ready.head)
-        async for chunk in resp.content.iter_any():
-            await out.write(chunk)
-            if capture is not None:
-                capture.feed(chunk)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError,
-            aiohttp.ClientOSError) as exc:
+        read = resp.read_chunk
+        if obs is None:
+            while chunk := await read():
+                await out.write(chunk)
+        else:  # the log capture watches each chunk on the side; the bytes go out unchanged
+            feed = obs.feed
+            while chunk := await read():
+                await out.write(chunk)
+                feed(chunk)
+    except UpstreamCut as exc:
         resp.close()
-        logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
+        logger.warning("upstream stream cut mid-way (%s)", exc)
         await _cut(request, out, wire if ready.is_sse else "")
         return out
     except BaseException:
@@ -190,6 +215,21 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
     if capture is not None:
         capture.complete = True
     return out
+
+
+class _Both:
+    """Two chunk observers (the log capture and the cache capture) behind one `feed`."""
+
+    __slots__ = ("feed",)
+
+    def __init__(self, a: Any, b: Capture) -> None:
+        fa, fb = a.feed, b.feed
+
+        def feed(chunk: bytes) -> None:
+            fa(chunk)
+            fb(chunk)
+
+        self.feed = feed
 
 
 async def _cut(request: web.BaseRequest, out: web.StreamResponse, wire: str) -> None:
@@ -206,9 +246,8 @@ async def _cut(request: web.BaseRequest, out: web.StreamResponse, wire: str) -> 
 
 def failure_response(f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response:
     """The upstream's own error response, passed back as it came."""
-    headers = f.headers if f.headers is not None else CIMultiDict()
-    for k, v in extra:
-        headers[k] = v
+    headers = list(f.headers or ())
+    headers.extend(extra)
     return web.Response(status=f.status or 502, headers=headers, body=f.body)
 
 
@@ -218,32 +257,52 @@ def all_failed(outcomes: list[dict[str, Any]], last: Failure) -> UpstreamFailure
     return cls(extra={"attempts": outcomes})
 
 
-async def run(request: web.BaseRequest, targets: list[Target], universal: bool,
-              extra: tuple[tuple[str, str], ...] = (),
+async def run(request: web.BaseRequest, targets: list[Target],
+              universal: bool, rec: Any = None, extra: tuple[tuple[str, str], ...] = (),
               capture: Capture | None = None) -> web.StreamResponse:
     """Try each target in order, with its retries; commit the first ready response.
 
-    `extra` headers go on whatever is answered (e.g. cf-aig-cache-status); `capture`
-    keeps the committed response for the cache.
+    `rec` (an aigw.logstore.capture.Recorder) gets one report per attempt. `extra` headers
+    go on whatever is answered (cf-aig-cache-status); `capture` keeps the committed
+    response for the cache (not for targets with their own relay: those are not cached).
     """
+    base_extra = extra
     outcomes: list[dict[str, Any]] = []
     last: Failure | None = None
-    for t in targets:
+    clock = time.monotonic
+    for i, t in enumerate(targets):
+        if i and rec is not None:
+            rec.fallback()
         policy = t.policy
         for n in range(1, policy.max_attempts + 1):
+            started = clock()
             res = await attempt(t)
             if isinstance(res, Ready):
-                hdrs = extra + (("cf-aig-step", str(t.step)),) if universal else extra
-                return await commit(request, res, t.wire, hdrs, capture, t.step)
+                extra = base_extra + (("cf-aig-step", str(t.step)),) if universal else base_extra
+                if rec is None:
+                    if t.relay is not None:
+                        return await t.relay.commit(request, res, extra)
+                    return await commit(request, res, t.wire, extra, None, capture, t.step)
+                obs = rec.ready(t, res.resp.status, res.resp.content_type, res.head,
+                                res.complete, started)
+                try:
+                    extra = extra + rec.response_headers()
+                    if t.relay is not None:
+                        return await t.relay.commit(request, res, extra, obs)
+                    return await commit(request, res, t.wire, extra, obs, capture, t.step)
+                finally:
+                    obs.finish()
             last = res
+            if rec is not None:
+                rec.failed(t, res.status, res.headers, res.body, started)
             outcomes.append({"step": t.step, "attempt": n, "provider": t.slug,
                              "status": res.status, "outcome": res.outcome})
             if not res.retryable or n == policy.max_attempts:
                 break
             await asyncio.sleep(policy.delay(n, res.retry_after))
     assert last is not None
-    if universal:
-        extra = extra + (("cf-aig-step", str(targets[-1].step)),)
+    extra = base_extra + (("cf-aig-step", str(targets[-1].step)),) if universal else base_extra
     if last.status is not None:
-        return failure_response(last, extra)
+        relay = targets[-1].relay
+        return relay.failure(last, extra) if relay is not None else failure_response(last, extra)
     raise all_failed(outcomes, last)

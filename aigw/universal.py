@@ -25,7 +25,7 @@ class Step:
                  "policy", "raw")
 
     def __init__(self, index: int, provider: str, path: str, query: str,
-                 headers: list[tuple[str, str]], cf_headers: dict[str, str], body: bytes,
+                 headers: list[tuple[bytes, bytes]], cf_headers: dict[str, str], body: bytes,
                  policy: RetryPolicy, raw: dict[str, Any]) -> None:
         self.index = index
         self.provider = provider
@@ -77,16 +77,17 @@ def build_step(i: int, raw: Any, base_policy: RetryPolicy, outer: Callable[[str]
     auth = raw.get("authorization")
     if auth is not None:
         pairs = check_step_headers(f"{path}.authorization", {"Authorization": auth}) + pairs
-    headers: dict[str, tuple[str, str]] = {}
+    headers: dict[str, tuple[bytes, bytes]] = {}
     cf: dict[str, str] = {}
     for name, value in pairs:
         low = name.lower()
         if low.startswith("cf-aig-"):
             cf[low] = value
         elif low not in _DROP_UP:
-            headers[low] = (name, value)  # later wins: `headers.Authorization` beats `authorization`
+            # later wins: `headers.Authorization` beats the `authorization` field
+            headers[low] = (name.encode("latin-1"), value.encode("utf-8"))
     if "content-type" not in headers:
-        headers["content-type"] = ("Content-Type", "application/json")
+        headers["content-type"] = (b"Content-Type", b"application/json")
 
     def lookup(name: str) -> str | None:
         value = cf.get(name)

@@ -1,83 +1,63 @@
-"""One long-lived connection pool per provider, made at start-up and closed at shutdown.
+"""One long-lived keep-alive pool per provider (per origin, for the few providers whose host
+depends on the request), made at start-up and closed at shutdown.
 
-Sessions never follow redirects, never keep cookies, never decode bodies and never add
-headers the client did not send: the upstream sees what the client sent, and the client
-gets the upstream's bytes back.
+The upstream sees what the client sent: no redirects followed, no cookies kept, no bodies
+decoded, no headers added but `Host` and `Content-Length`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-
-import aiohttp
+import ssl
 
 from aigw.config import Config
+from aigw.h1 import OriginPool, tls_context
 
 logger = logging.getLogger("aigw.upstream")
 
 
-def _session(config: Config) -> aiohttp.ClientSession:
-    s = config.server
-    connector = aiohttp.TCPConnector(
-        limit=s.pool_limit,  # 0: unbounded; aiohttp's default 100 would queue silently
-        limit_per_host=0,
-        ttl_dns_cache=300,
-        keepalive_timeout=s.keepalive_timeout,
-        enable_cleanup_closed=False,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        sock_connect=s.connect_timeout or None,
-        sock_read=s.stream_idle_timeout or None,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        trust_env=False,
-        raise_for_status=False,
-        read_bufsize=2**16,
-    )
-
-
 class Pools:
-    """The per-provider client sessions (`repr` shows live connection counts)."""
+    """Every upstream pool of one worker (`repr` shows live connection counts)."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._pools: dict[tuple[str, str, str, int], OriginPool] = {}
+        self._tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
-        """Create one session per configured provider (must run inside the loop)."""
-        for slug in self._config.providers:
-            self._sessions[slug] = _session(self._config)
+        """Nothing to open eagerly; pools are made by `get` from the running loop."""
+        self._tls = tls_context()
 
-    def session(self, slug: str) -> aiohttp.ClientSession:
-        return self._sessions[slug]
+    def get(self, provider: str, scheme: str, host: str, port: int) -> OriginPool:
+        """The pool of `provider` for one origin (made once, then reused)."""
+        key = (provider, scheme, host, port)
+        pool = self._pools.get(key)
+        if pool is None:
+            s = self._config.server
+            pool = OriginPool(scheme, host, port, limit=s.pool_limit,
+                              connect_timeout=s.connect_timeout,
+                              read_timeout=s.stream_idle_timeout,
+                              keepalive_timeout=s.keepalive_timeout, ssl_context=self._tls)
+            self._pools[key] = pool
+        return pool
 
     def counts(self) -> dict[str, tuple[int, int]]:
-        """slug -> (acquired, idle) connections, for pools that have any."""
-        out = {}
-        for slug, sess in self._sessions.items():
-            conn = sess.connector
-            if conn is None:
-                continue
-            acquired = len(getattr(conn, "_acquired", ()))
-            idle = sum(len(v) for v in getattr(conn, "_conns", {}).values())
-            if acquired or idle:
-                out[slug] = (acquired, idle)
+        """provider -> (active, idle) connections, for providers that have any."""
+        out: dict[str, tuple[int, int]] = {}
+        for (slug, *_), pool in self._pools.items():
+            a, i = out.get(slug, (0, 0))
+            if pool.active or pool.idle:
+                out[slug] = (a + pool.active, i + pool.idle)
         return out
 
     def __repr__(self) -> str:
         c = self.counts()
         active = sum(a for a, _ in c.values())
         idle = sum(i for _, i in c.values())
-        return f"<Pools [{len(self._sessions)} providers | active {active} | idle {idle}]>"
+        return f"<Pools [{len(self._pools)} origins | active {active} | idle {idle}]>"
 
     async def close(self) -> None:
-        """Close every session; idempotent."""
-        sessions, self._sessions = list(self._sessions.values()), {}
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        """Close every connection; idempotent."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()

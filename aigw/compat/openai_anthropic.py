@@ -245,7 +245,7 @@ class StreamTranslator(oa.ChunkStream):
 
     def _block_start(self, index: int, block: dict[str, Any]) -> bytes:
         if block.get("type") == "text" and block.get("text"):
-            return self.chunk({"content": block["text"]})
+            return self.content_chunk(block["text"])
         if block.get("type") == "tool_use":
             self._tools[index] = call = len(self._tools)
             return self.chunk({"tool_calls": [{"index": call, "id": block.get("id", ""), "type": "function",
@@ -254,7 +254,7 @@ class StreamTranslator(oa.ChunkStream):
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> bytes:
         if delta.get("type") == "text_delta":
-            return self.chunk({"content": delta.get("text", "")})
+            return self.content_chunk(delta.get("text", ""))
         if delta.get("type") == "input_json_delta" and delta.get("partial_json") and index in self._tools:
             return self.chunk({"tool_calls": [{"index": self._tools[index],
                                                "function": {"arguments": delta["partial_json"]}}]})

@@ -191,7 +191,7 @@ class StreamTranslator(oa.ChunkStream):
             return self._openai_chunk(data)
         out = [self._start()]
         if data.get("response"):
-            out.append(self.chunk({"content": data["response"]}))
+            out.append(self.content_chunk(data["response"]))
         for call in data.get("tool_calls") or []:
             out.append(self._tool_delta(call))
         return b"".join(out)

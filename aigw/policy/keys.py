@@ -22,26 +22,34 @@ ALIAS_HEADER = "cf-aig-byok-alias"
 DEFAULT_ALIAS = "default"
 ANONYMOUS = "-"  # fingerprint of a request that carries no credential at all
 
-Headers = list[tuple[str, str]] | MutableMapping[str, str]
+# Header lists as the core carries them: (bytes, bytes) pairs; str pairs and mappings are
+# accepted too (universal step dicts, tests).
+Headers = list[tuple[bytes, bytes]] | list[tuple[str, str]] | MutableMapping[str, str]
+
+_CREDENTIAL_HEADERS_B = frozenset(h.encode() for h in CREDENTIAL_HEADERS)
 
 
-def fingerprint(parts: list[tuple[str, str]]) -> str:
-    """A short stable hash of credential header pairs (128 bits, hex)."""
+def _b(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def fingerprint(parts: list[tuple[bytes, bytes]]) -> str:
+    """A short stable hash of (lower-case name, value) credential pairs (128 bits, hex)."""
     h = hashlib.sha256(b"aigw-credential-v1")
     for name, value in sorted(parts):
-        h.update(b"\0%s\0%s" % (name.encode(), value.encode("utf-8", "surrogateescape")))
+        h.update(b"\0%s\0%s" % (name, value))
     return h.hexdigest()[:32]
 
 
-def client_credentials(provider_cfg: ProviderConfig, headers: Headers) -> list[tuple[str, str]]:
-    """The credential headers the client sent, lower-cased names."""
-    auth = provider_cfg.auth_header
+def client_credentials(provider_cfg: ProviderConfig, headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The credential headers the client sent, as (lower-case name, value) bytes."""
+    auth = provider_cfg.auth_header.encode("latin-1")
     items = headers if isinstance(headers, list) else headers.items()
     found = []
     for name, value in items:
-        low = name.lower()
-        if low in CREDENTIAL_HEADERS or low == auth:
-            found.append((low, value))
+        low = _b(name).lower()
+        if low in _CREDENTIAL_HEADERS_B or low == auth:
+            found.append((low, _b(value)))
     return found
 
 
@@ -52,8 +60,11 @@ def unknown_alias_message(gw: GatewaySpec, provider: str, alias: str) -> str:
 
 
 def inject_key(gw: GatewaySpec, provider_cfg: ProviderConfig, alias: str | None,
-               headers: Headers) -> str:
-    """Add the stored key unless the client sent one; return the credential fingerprint."""
+               headers: Headers, *, raw: bool | None = None) -> str:
+    """Add the stored key unless the client sent one; return the credential fingerprint.
+
+    `raw`: the list holds (bytes, bytes) pairs (None: guess from its first pair).
+    """
     found = client_credentials(provider_cfg, headers)
     if found:
         return fingerprint(found)
@@ -68,7 +79,10 @@ def inject_key(gw: GatewaySpec, provider_cfg: ProviderConfig, alias: str | None,
         return ANONYMOUS
     name, value = provider_cfg.auth_header, provider_cfg.auth_scheme + key
     if isinstance(headers, list):
-        headers.append((name, value))
+        if raw or (raw is None and headers and isinstance(headers[0][0], bytes)):
+            headers.append((name.encode("latin-1"), value.encode()))  # type: ignore[arg-type]
+        else:
+            headers.append((name, value))  # type: ignore[arg-type]
     else:
         headers[name] = value
-    return fingerprint([(name, value)])
+    return fingerprint([(name.encode("latin-1"), value.encode())])

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -74,8 +75,10 @@ async def replay(request: web.BaseRequest, entry: CachedEntry, universal: bool) 
 class PolicyRuntime:
     """Per-worker policy state; `repr` shows the store and the coalescer."""
 
-    def __init__(self, config: Config, *, key_prefix: str = "aigw:") -> None:
+    def __init__(self, config: Config, *, key_prefix: str = "aigw:",
+                 metrics: Any = None) -> None:
         self.config = config
+        self.metrics = metrics  # aigw.metrics.GatewayMetrics: cache_hits, rate_limited
         self.gateways, self.default = build_policies(config)
         self.key_prefix = key_prefix
         self.store: Store | None = None
@@ -108,8 +111,16 @@ class PolicyRuntime:
         """No caching considered: rate limit, then the call."""
         if gp.limit:
             assert self.store is not None
-            await enforce_rate_limit(self.store, gp, bucket)
+            try:
+                await enforce_rate_limit(self.store, gp, bucket)
+            except RateLimited:
+                self._count("rate_limited", bucket)
+                raise
         return await go((), None)
+
+    def _count(self, counter: str, bucket: str) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, counter).inc((bucket.rpartition("/")[2],))
 
     async def cached(self, request: web.BaseRequest, gp: GatewayPolicy, bucket: str,
                      steps: list[CacheStep], go: Go, universal: bool) -> web.StreamResponse:
@@ -126,6 +137,7 @@ class PolicyRuntime:
                                            for s in lookups))
         for entry in found:
             if entry is not None:
+                self._count("cache_hits", bucket)
                 return await replay(request, entry, universal)
         ckey = lookups[0].key if len(lookups) == 1 else hashlib.sha256(
             "|".join(s.key for s in lookups).encode()).hexdigest()  # type: ignore[misc]
@@ -134,6 +146,7 @@ class PolicyRuntime:
         if fut is not None:
             entry = await self.coalescer.wait(fut)
             if entry is not None:
+                self._count("cache_hits", bucket)
                 return await replay(request, entry, universal)
             return (await self._call_captured(store, gp, bucket, go, steps))[0]
         entry = None
@@ -151,6 +164,7 @@ class PolicyRuntime:
                 await enforce_rate_limit(store, gp, bucket)
             except RateLimited as exc:
                 exc.headers = tuple(exc.headers) + MISS  # caching was considered
+                self._count("rate_limited", bucket)
                 raise
         if not any(s.key is not None for s in steps):
             return await go(MISS, None), None

@@ -1,0 +1,133 @@
+"""The translating relay: commits a foreign-wire response to an OpenAI client.
+
+It sits next to `proxy.commit` and keeps its rules: nothing is sent before the attempt is
+ready; each upstream chunk is translated and written as soon as it arrives; a stream that
+breaks (or ends without a finish reason, or carries an error event) gets an OpenAI-style
+error event and then no clean terminator, so no client can take it for complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+
+from typing import Any
+
+from aiohttp import web
+
+from aigw.compat._openai import DONE, error_body
+from aigw.compat.sse import SSESplitter
+from aigw.h1 import UpstreamCut
+from aigw.proxy import Failure, Ready
+
+logger = logging.getLogger("aigw.compat.relay")
+
+_JSON = "application/json"
+_SSE_HEADERS = (("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+                ("X-Accel-Buffering", "no"))
+_CUT = (UpstreamCut, TimeoutError)
+# An in-band error (a 2xx stream whose first event is an error) has no HTTP status of its own.
+IN_BAND_STATUS = 502
+
+
+class TranslatingRelay:
+    """Per-target: the translator module and what the client asked for."""
+
+    __slots__ = ("module", "model", "include_usage")
+
+    def __init__(self, module: ModuleType, model: str, include_usage: bool) -> None:
+        self.module = module
+        self.model = model  # the client's `{provider}/{model}`, echoed in every reply
+        self.include_usage = include_usage
+
+    def __repr__(self) -> str:
+        return f"<TranslatingRelay {self.module.PROVIDER} {self.model}>"
+
+    async def commit(self, request: web.BaseRequest, ready: Ready,
+                     extra: tuple[tuple[str, str], ...], obs: Any = None) -> web.StreamResponse:
+        """Send a ready upstream response to the client in OpenAI's shape."""
+        resp = ready.resp
+        if not ready.is_sse:
+            try:
+                body = ready.head if ready.complete else await resp.read()
+                if obs is not None and not ready.complete:
+                    obs.feed(body)
+            except _CUT as exc:
+                resp.close()
+                logger.warning("upstream body cut (%s)", type(exc).__name__)
+                return self._json(IN_BAND_STATUS, error_body(
+                    "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
+            return self._json(200, self.module.translate_response(resp.status, body, self.model), extra)
+        return await self._stream(request, ready, extra, obs)
+
+    async def _stream(self, request: web.BaseRequest, ready: Ready,
+                      extra: tuple[tuple[str, str], ...], obs: Any) -> web.StreamResponse:
+        resp = ready.resp
+        tr = self.module.StreamTranslator(self.model, self.include_usage)
+        out = web.StreamResponse(status=200, headers=_SSE_HEADERS + extra)
+        try:
+            await out.prepare(request)
+            data = tr.feed(ready.head)
+            if data:
+                await out.write(data)
+            if not tr.failed:
+                read = resp.read_chunk
+                while chunk := await read():
+                    if obs is not None:  # the log capture sees the upstream's own bytes
+                        obs.feed(chunk)
+                    data = tr.feed(chunk)
+                    if data:
+                        await out.write(data)
+                    if tr.failed:
+                        break  # the provider sent an error event: nothing valid follows
+        except _CUT as exc:
+            resp.close()
+            logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
+            await _cut(request, out, tr.error_event("upstream stream interrupted"))
+            return out
+        except BaseException:
+            resp.close()  # client gone or handler cancelled: drop the upstream at once
+            raise
+        if tr.failed:
+            resp.close()
+        else:
+            resp.release()
+        tail = tr.finish()  # ends in [DONE]; an incomplete stream must not
+        if tr.finished and not tr.failed:
+            await out.write(tail)
+            await out.write_eof()
+            return out
+        await _cut(request, out, tail[: -len(DONE)])
+        return out
+
+    def failure(self, f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response:
+        """The provider's error before any byte was sent: its status, OpenAI's error shape."""
+        if f.outcome == "in-band error":
+            events = SSESplitter().feed(f.body + b"\n\n")
+            payload = events[0].data if events else f.body
+            return self._json(IN_BAND_STATUS, self.module.translate_error(IN_BAND_STATUS, payload), extra)
+        status = f.status or IN_BAND_STATUS
+        headers = extra
+        retry_after = next((v for k, v in f.headers or () if k.lower() == "retry-after"), None)
+        if retry_after is not None:
+            headers = (*extra, ("Retry-After", retry_after))
+        return self._json(status, self.module.translate_error(status, f.body), headers)
+
+    @staticmethod
+    def _json(status: int, body: bytes, extra: tuple[tuple[str, str], ...]) -> web.Response:
+        resp = web.Response(status=status, body=body, content_type=_JSON)
+        for k, v in extra:
+            resp.headers[k] = v
+        return resp
+
+
+async def _cut(request: web.BaseRequest, out: web.StreamResponse, last: bytes) -> None:
+    """Write the final error event, then close without the chunked terminator."""
+    if last:
+        try:
+            await out.write(last)
+        except ConnectionError:
+            pass
+    transport = request.transport
+    if transport is not None:
+        transport.close()

@@ -1,0 +1,498 @@
+"""Cloudflare Logs API filters → SQL with bound parameters, for SQLite and PostgreSQL.
+
+Values are only ever bound (`?` or `$n`); the only text formatted into SQL is the table
+name (validated at start-up), column names and operators from the fixed tables below.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+from aigw import _json
+from aigw.errors import BadRequest
+from aigw.logstore.row import COLUMNS
+
+__all__ = ["BadFilter", "Dialect", "SQLITE", "POSTGRES", "Query", "parse_query", "Binder",
+           "where_sql", "order_sql", "LIST_COLUMNS", "row_to_api", "iso_ms", "ms_iso",
+           "check_table", "Analytics", "parse_analytics", "INTERVALS"]
+
+
+class BadFilter(BadRequest):
+    """A Logs API filter the gateway cannot honour (400, never a 500)."""
+
+    code = 2912
+    message = "Invalid filter"
+
+
+_TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_table(name: str) -> str:
+    """A table name safe to place in SQL text; anything else is a programming error."""
+    if not _TABLE.match(name):
+        raise ValueError(f"invalid log table name {name!r}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the two SQL dialects."""
+
+    name: str
+    positional: bool  # $1, $2 (PostgreSQL) rather than ?
+    like: str
+    meta_key: str  # {t} table, {p} placeholder
+    meta_value: str
+    meta_value_like: str
+    meta_get: str
+    num: str  # a numeric column compared with a bound float
+
+
+SQLITE = Dialect(
+    "sqlite", False, "LIKE",
+    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE j.key = {p})",
+    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) = {p})",
+    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) LIKE {p} "
+    "ESCAPE '\\')",
+    "json_extract({t}.metadata, {p})",
+    "{c}",
+)
+POSTGRES = Dialect(
+    "postgres", True, "ILIKE",
+    "EXISTS (SELECT 1 FROM jsonb_each_text({t}.metadata::jsonb) j WHERE j.key = {p})",
+    "EXISTS (SELECT 1 FROM jsonb_each_text({t}.metadata::jsonb) j WHERE j.value = {p})",
+    "EXISTS (SELECT 1 FROM jsonb_each_text({t}.metadata::jsonb) j WHERE j.value ILIKE {p} "
+    "ESCAPE '\\')",
+    "({t}.metadata::jsonb ->> {p})",
+    "({c})::float8",  # asyncpg binds int columns as int only; floats compare as float8
+)
+
+
+class Binder:
+    """Collects bound parameters and hands out the dialect's placeholders."""
+
+    __slots__ = ("dialect", "params")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.params: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}" if self.dialect.positional else "?"
+
+
+# ---------------------------------------------------------------- parsing
+
+_TEXT = ("id", "request_content_type", "response_content_type", "request_type", "provider",
+         "model", "model_type", "event_id", "user_agent")
+_NUM = ("cost", "tokens_in", "tokens_out", "duration", "feedback", "tokens")
+_BOOL = ("success", "cached")
+_TOTAL = "(COALESCE({t}.tokens_in, 0) + COALESCE({t}.tokens_out, 0))"
+_OPS = ("eq", "neq", "contains", "lt", "gt")
+ORDER_KEYS = ("created_at", "provider", "model", "model_type", "success", "cached", "cost",
+              "tokens_in", "tokens_out", "duration", "feedback")
+_RANGES = {"cost": "{t}.cost", "duration": "{t}.duration", "tokens_in": "{t}.tokens_in",
+           "tokens_out": "{t}.tokens_out", "total_tokens": _TOTAL}
+_EQ_PARAMS = ("model", "model_type", "provider", "request_content_type",
+              "response_content_type")
+MAX_PER_PAGE = 1000
+
+
+@dataclass(slots=True)
+class Cond:
+    key: str
+    op: str
+    values: list[Any]
+
+
+@dataclass(slots=True)
+class Query:
+    """A validated list/delete query."""
+
+    conds: list[Cond] = field(default_factory=list)
+    order_by: str = "created_at"
+    direction: str = "desc"
+    page: int = 1
+    per_page: int = 20
+    limit: int | None = None  # DELETE only
+
+
+def iso_ms(text: str, name: str) -> int:
+    """ISO 8601 → Unix ms (naive times are UTC)."""
+    try:
+        dt = datetime.fromisoformat(text.strip().replace(" ", "+") if "T" in text else text)
+    except ValueError:
+        raise BadFilter(f"{name}: not an ISO 8601 date-time: {text!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def ms_iso(ms: int) -> str:
+    """Unix ms → `2026-11-01T12:00:00.123Z`."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("true", "1"):
+        return True
+    if v in ("false", "0"):
+        return False
+    raise BadFilter(f"{name}: must be true or false, got {value!r}")
+
+
+def _num(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise BadFilter(f"{name}: must be a number")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise BadFilter(f"{name}: must be a number, got {value!r}") from None
+    if out != out or out in (float("inf"), float("-inf")):
+        raise BadFilter(f"{name}: must be a finite number")
+    return out
+
+
+def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadFilter(f"{name}: must be an integer") from None
+    if not lo <= value <= hi:
+        raise BadFilter(f"{name}: must be between {lo} and {hi}")
+    return value
+
+
+def _coerce(key: str, op: str, values: list[Any]) -> list[Any]:
+    name = f"filters[{key}]"
+    if op not in _OPS:
+        raise BadFilter(f"{name}: operator must be one of {', '.join(_OPS)}")
+    if not values:
+        raise BadFilter(f"{name}: needs at least one value")
+    if op in ("lt", "gt") and len(values) != 1:
+        raise BadFilter(f"{name}: {op} takes exactly one value")
+    if key == "created_at":
+        if op == "contains":
+            raise BadFilter(f"{name}: contains is not supported on dates")
+        return [iso_ms(str(v), name) for v in values]
+    if key in _BOOL:
+        if op not in ("eq", "neq"):
+            raise BadFilter(f"{name}: only eq and neq apply to booleans")
+        return [_bool(v, name) for v in values]
+    if key in _NUM:
+        if op == "contains":
+            raise BadFilter(f"{name}: contains is not supported on numbers")
+        nums = [_num(v, name) for v in values]
+        if key == "feedback":  # the API's 0|1 means thumbs down|up, stored as -1|1
+            nums = [-1.0 if n == 0 else n for n in nums]
+        return nums
+    if key in _TEXT or key in ("metadata.key", "metadata.value"):
+        if op in ("lt", "gt") and key != "id":
+            raise BadFilter(f"{name}: lt and gt apply to numbers and dates only")
+        return [None if v is None else str(v) for v in values]
+    raise BadFilter(f"filters: unsupported key {key!r}")
+
+
+def _filters_from_query(q: Any) -> list[Cond]:
+    """`filters` in any of the encodings clients send.
+
+    - a JSON array in one `filters` parameter;
+    - `filters[0][key]=..&filters[0][value][]=..` (brackets with an index);
+    - `filters.key=..&filters.operator=..&filters.value=..` repeated, as the official
+      Python SDK sends it: read in order, each `filters.key` starts a new filter.
+    """
+    out: list[Cond] = []
+    raw_json = q.getall("filters", [])
+    for text in raw_json:
+        try:
+            items = _json.loads(text)
+        except ValueError:
+            raise BadFilter("filters: not a JSON array") from None
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list):
+            raise BadFilter("filters: not a JSON array")
+        for item in items:
+            if not isinstance(item, dict) or "key" not in item:
+                raise BadFilter("filters: each filter needs key, operator and value")
+            vals = item.get("value", [])
+            out.append(_cond(item["key"], item.get("operator", "eq"),
+                             vals if isinstance(vals, list) else [vals]))
+    indexed: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    dotted: list[dict[str, Any]] = []
+    for name, value in q.items():
+        if name.startswith("filters."):
+            part = name[8:]
+            if part == "key":
+                current = {"key": value, "operator": "eq", "value": []}
+                dotted.append(current)
+            elif current is None:
+                raise BadFilter("filters: filters.key must come first")
+            elif part == "operator":
+                current["operator"] = value
+            elif part in ("value", "value[]"):
+                current["value"].append(value)
+            else:
+                raise BadFilter(f"filters: unknown field {name!r}")
+        elif name.startswith("filters["):
+            m = re.match(r"^filters\[(\d+)\]\[(key|operator|value)\](\[\d*\])?$", name)
+            if m is None:
+                raise BadFilter(f"filters: cannot read parameter {name!r}")
+            entry = indexed.setdefault(m.group(1), {"operator": "eq", "value": []})
+            if m.group(2) == "value":
+                entry["value"].append(value)
+            else:
+                entry[m.group(2)] = value
+    for entry in dotted + [indexed[k] for k in sorted(indexed, key=int)]:
+        if "key" not in entry:
+            raise BadFilter("filters: a filter has no key")
+        out.append(_cond(entry["key"], entry["operator"], entry["value"]))
+    return out
+
+
+def _cond(key: Any, op: Any, values: list[Any]) -> Cond:
+    key, op = str(key), str(op)
+    return Cond(key, op, _coerce(key, op, values))
+
+
+def parse_query(q: Any, *, delete: bool = False) -> Query:
+    """Validate Logs API query parameters (a MultiDict) into a Query; 400 on anything odd."""
+    query = Query(conds=_filters_from_query(q))
+    conds = query.conds
+    for name in _BOOL:
+        if q.get(name) not in (None, ""):
+            conds.append(Cond(name, "eq", [_bool(q[name], name)]))
+    if q.get("feedback") not in (None, ""):
+        fb = q["feedback"]
+        if fb not in ("0", "1", "-1"):
+            raise BadFilter("feedback: must be 0 or 1")
+        conds.append(Cond("feedback", "eq", [-1.0 if fb in ("0", "-1") else 1.0]))
+    for name in _EQ_PARAMS:
+        if q.get(name) not in (None, ""):
+            conds.append(Cond(name, "eq", [q[name]]))
+    if q.get("start_date"):
+        conds.append(Cond("created_at", "ge", [iso_ms(q["start_date"], "start_date")]))
+    if q.get("end_date"):
+        conds.append(Cond("created_at", "le", [iso_ms(q["end_date"], "end_date")]))
+    for name in _RANGES:
+        for bound, op in (("min_", "ge"), ("max_", "le")):
+            raw = q.get(bound + name)
+            if raw not in (None, ""):
+                conds.append(Cond("range:" + name, op, [_num(raw, bound + name)]))
+    if q.get("search"):
+        conds.append(Cond("search", "contains", [q["search"]]))
+    order_by = q.get("order_by") or "created_at"
+    if order_by not in ORDER_KEYS:
+        raise BadFilter(f"order_by: must be one of {', '.join(ORDER_KEYS)}")
+    query.order_by = order_by
+    direction = (q.get("order_by_direction") or q.get("direction") or "desc").lower()
+    if direction not in ("asc", "desc"):
+        raise BadFilter("order_by_direction: must be asc or desc")
+    query.direction = direction
+    query.page = _int_param(q, "page", 1, 1, 10**9)
+    query.per_page = _int_param(q, "per_page", 20, 1, MAX_PER_PAGE)
+    if delete:
+        lim = q.get("limit")
+        query.limit = None if lim in (None, "") else _int_param(q, "limit", 0, 1, 10**9)
+    return query
+
+
+# ---------------------------------------------------------------- SQL
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _column(key: str, t: str) -> str:
+    if key == "tokens":
+        return _TOTAL.format(t=t)
+    return f"{t}.{key}"
+
+
+def _cond_sql(c: Cond, b: Binder, t: str) -> str:
+    d = b.dialect
+    if c.key.startswith("range:"):
+        col = d.num.format(c=_RANGES[c.key[6:]].format(t=t))
+        return f"{col} {'>=' if c.op == 'ge' else '<='} {b(c.values[0])}"
+    if c.key == "search":
+        pat = _like(c.values[0])
+        cols = ("metadata", "model", "provider", "path", "event_id")
+        return "(" + " OR ".join(f"{t}.{col} {d.like} {b(pat)} ESCAPE '\\'" for col in cols) + ")"
+    if c.key in ("metadata.key", "metadata.value"):
+        if c.op == "contains":
+            tmpl = d.meta_value_like if c.key == "metadata.value" else None
+            if tmpl is None:
+                raise BadFilter("filters[metadata.key]: use eq or neq")
+            parts = [tmpl.format(t=t, p=b(_like(str(v)))) for v in c.values]
+        else:
+            tmpl = d.meta_key if c.key == "metadata.key" else d.meta_value
+            parts = [tmpl.format(t=t, p=b(v)) for v in c.values]
+        any_sql = "(" + " OR ".join(parts) + ")"
+        return f"NOT {any_sql}" if c.op == "neq" else any_sql
+    col = "created_at" if c.key == "created_at" else c.key
+    col = _column(col, t)
+    if c.key in _NUM:
+        col = d.num.format(c=col)
+    if c.op in ("ge", "le", "lt", "gt"):
+        sym = {"ge": ">=", "le": "<=", "lt": "<", "gt": ">"}[c.op]
+        return f"{col} {sym} {b(c.values[0])}"
+    if c.op == "contains":
+        return "(" + " OR ".join(f"{col} {d.like} {b(_like(v))} ESCAPE '\\'"
+                                 for v in c.values if v is not None) + ")"
+    parts = [f"{col} IS NULL" if v is None else f"{col} = {b(v)}" for v in c.values]
+    any_sql = "(" + " OR ".join(parts) + ")"
+    if c.op == "neq":
+        return f"NOT COALESCE({any_sql}, FALSE)" if d.positional else f"NOT COALESCE({any_sql}, 0)"
+    return any_sql
+
+
+def where_sql(query: Query, b: Binder, t: str, account: str, gateway: str) -> str:
+    """The WHERE clause (without the keyword) for a gateway's rows matching `query`."""
+    parts = [f"{t}.account = {b(account)}", f"{t}.gateway = {b(gateway)}"]
+    parts.extend(_cond_sql(c, b, t) for c in query.conds)
+    return " AND ".join(parts)
+
+
+def order_sql(query: Query, t: str) -> str:
+    """ORDER BY text from the validated key and direction (ids break ties in time order)."""
+    d = "ASC" if query.direction == "asc" else "DESC"
+    return f"{t}.{query.order_by} {d}, {t}.id {d}"
+
+
+LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_body", "response_body"))
+_DETAIL_ONLY = ("request_size", "response_size", "request_head_complete",
+                "response_head_complete", "ttfb", "cache_read", "cache_write")
+
+
+def _head(body: bytes | None) -> str | None:
+    return None if body is None else bytes(body).decode("utf-8", "replace")
+
+
+def row_to_api(rec: dict[str, Any], detail: bool) -> dict[str, Any]:
+    """A stored row as the Logs API returns it."""
+    out: dict[str, Any] = {}
+    for c in LIST_COLUMNS:
+        if c in ("account", "gateway") or (not detail and c in _DETAIL_ONLY):
+            continue
+        value = rec.get(c)
+        if c in ("success", "cached", "custom_cost", "request_head_complete",
+                 "response_head_complete") and value is not None:
+            value = bool(value)
+        out[c] = value
+    out["created_at"] = ms_iso(int(rec["created_at"]))
+    out["model"] = out.get("model") or ""
+    if detail:
+        out["request_head"] = _head(rec.get("request_body"))
+        out["response_head"] = _head(rec.get("response_body"))
+    return out
+
+
+# ---------------------------------------------------------------- analytics
+
+INTERVALS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+_META_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_MAX_BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Analytics:
+    start: int
+    end: int
+    interval: str
+    group_by: str | None
+
+
+def parse_analytics(q: Any, now_ms: int) -> Analytics:
+    """`start`, `end` (ISO 8601), `interval` and `group_by` of `GET analytics`."""
+    end = iso_ms(q["end"], "end") if q.get("end") else now_ms
+    start = iso_ms(q["start"], "start") if q.get("start") else end - 86_400_000
+    if start >= end:
+        raise BadFilter("start: must be before end")
+    interval = q.get("interval") or "hour"
+    if interval not in INTERVALS:
+        raise BadFilter("interval: must be minute, hour or day")
+    if (end - start) // INTERVALS[interval] > _MAX_BUCKETS:
+        raise BadFilter(f"interval: more than {_MAX_BUCKETS} buckets; use a longer interval")
+    group_by = q.get("group_by") or None
+    if group_by is not None and group_by not in ("provider", "model"):
+        if not (group_by.startswith("metadata.") and _META_KEY.match(group_by[9:])):
+            raise BadFilter("group_by: must be provider, model or metadata.KEY")
+    return Analytics(start, end, interval, group_by)
+
+
+def analytics_sql(a: Analytics, b: Binder, t: str, account: str,
+                  gateway: str) -> tuple[str, bool]:
+    """(SQL, grouped) for per-bucket sums; columns: bucket, [group], sums."""
+    step = INTERVALS[a.interval]  # from the fixed table above, never from the client
+    group = ""
+    if a.group_by in ("provider", "model"):
+        group = f"{t}.{a.group_by}"
+    elif a.group_by:
+        key = a.group_by[9:]
+        path = key if b.dialect.positional else '$."' + key + '"'
+        group = b.dialect.meta_get.format(t=t, p=b(path))
+    sums = ("COUNT(*), "
+            f"CAST(COALESCE(SUM(CASE WHEN {t}.success THEN 0 ELSE 1 END), 0) AS BIGINT), "
+            f"CAST(COALESCE(SUM(CASE WHEN {t}.cached THEN 1 ELSE 0 END), 0) AS BIGINT), "
+            f"CAST(COALESCE(SUM({t}.tokens_in), 0) AS BIGINT), "
+            f"CAST(COALESCE(SUM({t}.tokens_out), 0) AS BIGINT), "
+            f"CAST(COALESCE(SUM({t}.cost), 0) AS DOUBLE PRECISION)")
+    cols = f"({t}.created_at / {step}) * {step}"
+    if group:
+        cols += f", CAST({group} AS TEXT)"
+    where = (f"{t}.account = {b(account)} AND {t}.gateway = {b(gateway)} "
+             f"AND {t}.created_at >= {b(a.start)} AND {t}.created_at < {b(a.end)}")
+    n = 2 if group else 1
+    grp = ", ".join(str(i) for i in range(1, n + 1))
+    return (f"SELECT {cols}, {sums} FROM {t} WHERE {where} GROUP BY {grp} ORDER BY {grp}",
+            bool(group))
+
+
+_SUM_KEYS = ("requests", "errors", "cached_requests", "tokens_in", "tokens_out", "cost")
+
+
+def analytics_result(a: Analytics, records: Iterable[tuple[Any, ...]],
+                     grouped: bool) -> dict[str, Any]:
+    """Totals, per-group totals and the time series, as `GET analytics` returns them."""
+    totals: dict[str, Any] = dict.fromkeys(_SUM_KEYS, 0)
+    totals["cost"] = 0.0
+    series: list[dict[str, Any]] = []
+    groups: dict[Any, dict[str, Any]] = {}
+    add: Callable[[dict[str, Any], tuple[Any, ...]], None] = _add
+    for rec in records:
+        bucket = int(rec[0])
+        sums = rec[2:] if grouped else rec[1:]
+        point: dict[str, Any] = {"time": ms_iso(bucket)}
+        if grouped:
+            point["group"] = rec[1]
+            g = groups.setdefault(rec[1], {"group": rec[1], **dict.fromkeys(_SUM_KEYS, 0)})
+            add(g, sums)
+        point.update(zip(_SUM_KEYS, (int(v) for v in sums[:5])))
+        point["cost"] = float(sums[5])
+        series.append(point)
+        add(totals, sums)
+    out: dict[str, Any] = {
+        "start": ms_iso(a.start), "end": ms_iso(a.end), "interval": a.interval,
+        "group_by": a.group_by, "totals": totals, "series": series,
+    }
+    if grouped:
+        out["groups"] = sorted(groups.values(), key=lambda g: -g["requests"])
+    return out
+
+
+def _add(into: dict[str, Any], sums: tuple[Any, ...]) -> None:
+    for key, value in zip(_SUM_KEYS[:5], sums[:5]):
+        into[key] += int(value)
+    into["cost"] += float(sums[5])

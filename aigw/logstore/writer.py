@@ -1,0 +1,121 @@
+"""The background log writer: requests hand rows over and never wait on the store.
+
+`submit` is synchronous and O(1): an append to a bounded deque. A task drains the deque in
+batches into `store.insert_many`. When the deque is full the row is dropped, counted in
+`dropped` (exported as `aigw_log_rows_dropped_total`) and reported on the `aigw.logs`
+logger at most once per `warn_every` seconds, so a slow store is never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from aigw.logstore.row import LogRow
+
+__all__ = ["LogWriter"]
+
+logger = logging.getLogger("aigw.logs")
+
+
+class LogWriter:
+    """Bounded queue + one batching task in front of a log store."""
+
+    def __init__(self, store: Any, *, queue_max: int = 100_000, batch_size: int = 500,
+                 flush_interval: float = 0.2, warn_every: float = 10.0) -> None:
+        self.store = store
+        self.queue_max = queue_max
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.warn_every = warn_every
+        self._queue: deque[LogRow] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.written = 0
+        self.dropped = 0  # queue full or writer closed
+        self.failed = 0  # rows lost to store errors
+        self._dropped_reported = 0
+        self._last_warn = 0.0
+
+    def __repr__(self) -> str:
+        return (f"<LogWriter [queued {len(self._queue)}/{self.queue_max} | written "
+                f"{self.written} | dropped {self.dropped} | failed {self.failed}]>")
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting for the store."""
+        return len(self._queue)
+
+    def submit(self, row: LogRow) -> bool:
+        """Queue a row; False (and counted) when the queue is full. Never blocks."""
+        q = self._queue
+        if len(q) >= self.queue_max or self._closing:
+            self.dropped += 1
+            self._warn_dropped()
+            return False
+        q.append(row)
+        if len(q) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def _warn_dropped(self) -> None:
+        now = time.monotonic()
+        if now - self._last_warn >= self.warn_every:
+            self._last_warn = now
+            logger.warning("log store falling behind: dropped %d log rows (%d since last "
+                           "report); queue_max=%d", self.dropped,
+                           self.dropped - self._dropped_reported, self.queue_max)
+            self._dropped_reported = self.dropped
+
+    async def start(self) -> None:
+        """Start the store and the background task."""
+        await self.store.start()
+        self._task = asyncio.create_task(self._run(), name="aigw-log-writer")
+
+    async def _run(self) -> None:
+        while not self._closing:
+            if len(self._queue) < self.batch_size:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+            await self._drain()
+
+    async def _drain(self, everything: bool = False) -> None:
+        q = self._queue
+        while q:
+            n = min(len(q), self.batch_size)
+            batch = [q.popleft() for _ in range(n)]
+            for row in batch:
+                row.redact()
+            try:
+                await self.store.insert_many(batch)
+                self.written += n
+            except Exception:  # the store boundary: count the loss, keep the writer alive
+                self.failed += n
+                logger.exception("log store insert failed; %d rows lost", n)
+            if not everything and not self._closing and len(q) < self.batch_size:
+                return
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests and shutdown)."""
+        await self._drain(everything=True)
+
+    async def close(self) -> None:
+        """Stop accepting rows, write what is queued, close the store."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await self._task
+            finally:
+                self._task = None
+        await self._drain(everything=True)
+        await self.store.close()
+        if self.dropped > self._dropped_reported:
+            logger.warning("log writer closed; %d log rows were dropped in total", self.dropped)

@@ -1,0 +1,313 @@
+"""The compat routes end to end: the official OpenAI SDK, pointed at the gateway, talks to
+mock Anthropic, Gemini, Workers AI and OpenAI-wire upstreams and parses every reply."""
+
+from __future__ import annotations
+
+import aiohttp
+import openai
+import pytest
+
+from aigw import _json
+from aigw.compat.route import rewrite_model
+from tests.compat_support import read
+from tests.conftest import Reply
+
+SSE = {"Content-Type": "text/event-stream"}
+JSON = {"Content-Type": "application/json"}
+WAI_PATH = "/client/v4/accounts/acct/ai/run/@cf/meta/llama-3.1-8b-instruct"
+GEMINI = "/v1beta/models/gemini-2.5-flash"
+HI = [{"role": "user", "content": "hi"}]
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a place",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                   "required": ["location"]}}}]
+
+
+def sse_chunks(name: str, size: int = 97) -> list[bytes]:
+    """A fixture stream cut at odd byte boundaries, as a network would."""
+    raw = read(name)
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+def client_for(gw, key: str = "sk-client") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key=key, base_url=str(gw.url("/v1/acct/gw/compat")), max_retries=0)
+
+
+async def collect(stream) -> tuple[str, dict[int, dict[str, str]], str | None, object]:
+    """Text, tool calls by index, the finish reason and the usage of an SDK stream."""
+    text, calls, finish, usage = "", {}, None, None
+    async for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            for tc in ch.delta.tool_calls or []:
+                call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] += tc.id or ""
+                call["name"] += (tc.function.name or "") if tc.function else ""
+                call["arguments"] += (tc.function.arguments or "") if tc.function else ""
+            finish = ch.finish_reason or finish
+    return text, calls, finish, usage
+
+
+async def test_sdk_against_anthropic(upstream, gw):
+    client = client_for(gw, "sk-ant-key")
+    upstream.script("/v1/messages", Reply(body=read("anthropic_response_text.json")))
+    r = await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI)
+    assert r.object == "chat.completion" and r.choices[0].message.content
+    assert r.model == "claude-sonnet-4-5"
+    seen = upstream.seen[-1]
+    assert seen.path == "/v1/messages"
+    assert seen.headers["x-api-key"] == "sk-ant-key"
+    assert seen.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in seen.headers
+    sent = _json.loads(seen.body)
+    assert sent["model"] == "claude-sonnet-4-5" and sent["max_tokens"] == 4096
+
+    upstream.script("/v1/messages", Reply(chunks=sse_chunks("anthropic_stream_text.sse"), headers=SSE))
+    stream = await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI,
+                                                  stream=True, stream_options={"include_usage": True})
+    text, _, finish, usage = await collect(stream)
+    assert text and finish == "stop" and usage.completion_tokens > 0
+
+    upstream.script("/v1/messages", Reply(body=read("anthropic_response_tools.json")))
+    r = await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI, tools=TOOLS)
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert _json.loads(call.function.arguments)["location"] == "Paris, France"
+    assert _json.loads(upstream.seen[-1].body)["tools"][0]["input_schema"]["required"] == ["location"]
+
+    upstream.script("/v1/messages", Reply(chunks=sse_chunks("anthropic_stream_tools.sse", 61), headers=SSE))
+    stream = await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI,
+                                                  tools=TOOLS, stream=True)
+    _, calls, finish, _ = await collect(stream)
+    assert finish == "tool_calls" and calls[0]["name"] and _json.loads(calls[0]["arguments"])
+
+    # JSON mode has no Anthropic equivalent: refused before any I/O, in OpenAI's error shape.
+    before = len(upstream.seen)
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI,
+                                             response_format={"type": "json_object"})
+    assert info.value.param == "response_format" and len(upstream.seen) == before
+    await client.close()
+
+
+async def test_sdk_against_gemini(upstream, gw):
+    client = client_for(gw, "goog-key")
+    upstream.script(GEMINI + ":generateContent", Reply(body=read("google_response_text.json")))
+    r = await client.chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=HI, n=2)
+    assert [c.message.content for c in r.choices][0] == "Paris is the capital of France."
+    seen = upstream.seen[-1]
+    assert seen.path == GEMINI + ":generateContent" and seen.headers["x-goog-api-key"] == "goog-key"
+    assert "authorization" not in seen.headers
+
+    upstream.script(GEMINI + ":streamGenerateContent", Reply(chunks=sse_chunks("google_stream_text.sse"),
+                                                             headers=SSE))
+    stream = await client.chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=HI,
+                                                  stream=True, stream_options={"include_usage": True})
+    text, _, finish, usage = await collect(stream)
+    assert text.startswith("The sky") and finish == "length" and usage.prompt_tokens == 8
+    assert upstream.seen[-1].path == GEMINI + ":streamGenerateContent?alt=sse"
+
+    upstream.script(GEMINI + ":generateContent", Reply(body=read("google_response_tools.json")))
+    r = await client.chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=HI,
+                                             tools=TOOLS, tool_choice="required")
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+    upstream.script(GEMINI + ":streamGenerateContent", Reply(chunks=sse_chunks("google_stream_tools.sse"),
+                                                             headers=SSE))
+    stream = await client.chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=HI,
+                                                  tools=TOOLS, stream=True)
+    _, calls, finish, _ = await collect(stream)
+    assert finish == "tool_calls" and calls[0]["name"] == "get_weather"
+
+    answer = {"candidates": [{"content": {"parts": [{"text": '{"capital": "Paris"}'}], "role": "model"},
+                              "finishReason": "STOP", "index": 0}],
+              "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 6, "totalTokenCount": 11}}
+    upstream.script(GEMINI + ":generateContent", Reply(body=_json.dumps(answer)))
+    r = await client.chat.completions.create(model="google-ai-studio/gemini-2.5-flash", messages=HI,
+                                             response_format={"type": "json_object"})
+    assert _json.loads(r.choices[0].message.content) == {"capital": "Paris"}
+    assert _json.loads(upstream.seen[-1].body)["generationConfig"]["responseMimeType"] == "application/json"
+    await client.close()
+
+
+async def test_sdk_against_workers_ai(upstream, gw):
+    client = client_for(gw, "cf-token")
+    model = "workers-ai/@cf/meta/llama-3.1-8b-instruct"
+    upstream.script(WAI_PATH, Reply(body=read("workersai_response_text.json")))
+    r = await client.chat.completions.create(model=model, messages=HI)
+    assert "scarecrow" in r.choices[0].message.content and r.usage.total_tokens == 35
+    assert upstream.seen[-1].headers["authorization"] == "Bearer cf-token"
+
+    upstream.script(WAI_PATH, Reply(chunks=sse_chunks("workersai_stream_text.sse", 13), headers=SSE))
+    text, _, finish, _ = await collect(await client.chat.completions.create(model=model, messages=HI,
+                                                                            stream=True))
+    assert text and finish == "stop"
+
+    upstream.script(WAI_PATH, Reply(body=read("workersai_response_tools.json")))
+    r = await client.chat.completions.create(model=model, messages=HI, tools=TOOLS)
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+    upstream.script(WAI_PATH, Reply(chunks=sse_chunks("workersai_stream_tools.sse", 50), headers=SSE))
+    _, calls, finish, _ = await collect(await client.chat.completions.create(model=model, messages=HI,
+                                                                             tools=TOOLS, stream=True))
+    assert finish == "tool_calls" and _json.loads(calls[0]["arguments"]) == {"location": "Paris, France"}
+
+    reply = {"result": {"response": {"capital": "Paris"}, "usage": {"prompt_tokens": 3, "completion_tokens": 5,
+                                                                    "total_tokens": 8}},
+             "success": True, "errors": [], "messages": []}
+    upstream.script(WAI_PATH, Reply(body=_json.dumps(reply)))
+    r = await client.chat.completions.create(model=model, messages=HI, response_format={"type": "json_object"})
+    assert _json.loads(r.choices[0].message.content) == {"capital": "Paris"}
+    assert "response_format" in _json.loads(upstream.seen[-1].body)
+    await client.close()
+
+
+async def test_openai_wire_is_forwarded_untouched_but_for_the_model(upstream, gw):
+    client = client_for(gw, "gsk-key")
+    chunks = [b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"llama","choices":'
+              b'[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n',
+              b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"llama","choices":'
+              b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n', b"data: [DONE]\n\n"]
+    upstream.script("/openai/v1/chat/completions", Reply(chunks=chunks, headers=SSE))
+    body = (b'{"model" : "groq/llama-3.1-8b-instant","messages":[{"role":"user","content":"groq/x"}],'
+            b'"stream":true,"seed":7}')
+    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body,
+                       headers={"Authorization": "Bearer gsk-key"}) as r:
+        assert r.status == 200
+        assert await r.read() == b"".join(chunks)  # relayed byte for byte
+    seen = upstream.seen[-1]
+    assert seen.path == "/openai/v1/chat/completions" and seen.headers["authorization"] == "Bearer gsk-key"
+    assert seen.body == body.replace(b"groq/llama", b"llama")  # only the model changed
+
+    upstream.script("/openai/v1/chat/completions", Reply(body=b'{"id":"c2","object":"chat.completion","created":1,'
+                    b'"model":"llama","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},'
+                    b'"finish_reason":"stop"}]}'))
+    r = await client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+    assert r.choices[0].message.content == "ok"
+    await client.close()
+
+
+def test_model_rewrite_splices_bytes_or_serialises_once():
+    raw = b'{"messages":[],"model":"openai/gpt-4o"}'
+    doc = _json.loads(raw)
+    assert rewrite_model(raw, doc, "openai/gpt-4o", "gpt-4o") == b'{"messages":[],"model":"gpt-4o"}'
+    escaped = b'{"model":"openai\\/gpt-4o"}'
+    assert _json.loads(rewrite_model(escaped, _json.loads(escaped), "openai/gpt-4o", "gpt-4o")) == {
+        "model": "gpt-4o"}
+
+
+async def test_embeddings_go_to_the_openai_route(upstream, gw):
+    upstream.script("/v1/embeddings", Reply(body=b'{"object":"list","data":[{"object":"embedding","index":0,'
+                                            b'"embedding":[0.5,0.25]}],"model":"text-embedding-3-small",'
+                                            b'"usage":{"prompt_tokens":1,"total_tokens":1}}'))
+    client = client_for(gw)
+    r = await client.embeddings.create(model="openai/text-embedding-3-small", input="hi",
+                                       encoding_format="float")
+    assert r.data[0].embedding == [0.5, 0.25]
+    assert _json.loads(upstream.seen[-1].body)["model"] == "text-embedding-3-small"
+
+    upstream.script("/client/v4/accounts/acct/ai/v1/embeddings", Reply(body=b'{"object":"list","data":[],'
+                    b'"model":"bge","usage":{"prompt_tokens":1,"total_tokens":1}}'))
+    r = await client.embeddings.create(model="workers-ai/@cf/baai/bge-small-en-v1.5", input="hi",
+                                       encoding_format="float")
+    assert upstream.seen[-1].path == "/client/v4/accounts/acct/ai/v1/embeddings"
+    with pytest.raises(openai.BadRequestError):
+        await client.embeddings.create(model="anthropic/claude-sonnet-4-5", input="hi")
+    await client.close()
+
+
+async def test_models_list(gw):
+    client = client_for(gw)
+    models = [m async for m in client.models.list()]
+    ids = {m.id for m in models}
+    assert {"openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"} <= ids
+    async with gw.request("GET", "/v1/acct/gw/compat/models") as r:
+        doc = await r.json()
+    entry = next(m for m in doc["data"] if m["id"] == "openai/gpt-4o-mini")
+    assert entry["owned_by"] == "openai" and set(entry["pricing"]) == {"input", "output"}
+    await client.close()
+
+
+@pytest.mark.parametrize("model, status, code", [
+    ("gpt-4o-mini", 400, 2019), ("nope/some-model", 400, 2008), ("anthropic/", 400, 2019)])
+async def test_bad_model_names(gw, model, status, code):
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": model, "messages": HI})) as r:
+        assert r.status == status
+        assert (await r.json())["error"][0]["code"] == code
+
+
+async def test_provider_error_keeps_status_in_openai_shape(upstream, gw):
+    upstream.script("/v1/messages", Reply(status=529, body=read("anthropic_error_overloaded.json")))
+    client = client_for(gw)
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=HI, stream=True)
+    assert info.value.status_code == 529 and info.value.body["message"] == "Overloaded"
+
+    upstream.script(WAI_PATH, Reply(status=429, body=read("workersai_error_capacity.json")))
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="workers-ai/@cf/meta/llama-3.1-8b-instruct", messages=HI)
+    assert "Capacity" in info.value.body["message"]
+    await client.close()
+
+
+async def test_stream_cut_midway_ends_with_error_and_no_terminator(upstream, gw):
+    upstream.script("/v1/messages", Reply(chunks=sse_chunks("anthropic_stream_text.sse", 40), headers=SSE,
+                                          abort_after=15))
+    body = _json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI, "stream": True})
+    received = b""
+    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for chunk in r.content.iter_any():
+                received += chunk
+    assert b'"chat.completion.chunk"' in received
+    assert received.rstrip().endswith(b"}") and b'"error"' in received.rsplit(b"data: ", 1)[1]
+    assert b"[DONE]" not in received
+
+
+async def test_stored_key_applies_without_client_key(upstream, make_gateway):
+    gw = await make_gateway({"gateways": {"gw": {"authentication": True, "tokens": ["cf-gw-token-123456"],
+                                                 "keys": {"anthropic": {"default": "sk-stored"}}}}})
+    upstream.script("/v1/messages", Reply(body=read("anthropic_response_text.json")))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI}),
+                       headers={"cf-aig-authorization": "Bearer cf-gw-token-123456"}) as r:
+        assert r.status == 200
+    assert upstream.seen[-1].headers["x-api-key"] == "sk-stored"
+
+
+async def test_universal_mixed_fallback_returns_openai_format(upstream, gw):
+    upstream.script("/v1/messages", Reply(status=529, body=read("anthropic_error_overloaded.json")))
+    upstream.script(GEMINI + ":streamGenerateContent", Reply(chunks=sse_chunks("google_stream_text.sse"),
+                                                             headers=SSE))
+    query = {"messages": HI, "stream": True}
+    steps = [
+        {"provider": "compat", "endpoint": "chat/completions", "headers": {"Authorization": "Bearer sk-ant"},
+         "query": {**query, "model": "anthropic/claude-sonnet-4-5"}},
+        {"provider": "compat", "endpoint": "chat/completions", "headers": {"Authorization": "Bearer goog"},
+         "query": {**query, "model": "google-ai-studio/gemini-2.5-flash"}},
+    ]
+    async with gw.post("/v1/acct/gw", data=_json.dumps(steps)) as r:
+        assert r.status == 200 and r.headers["cf-aig-step"] == "1"
+        raw = await r.read()
+    events = [e[6:] for e in raw.decode().split("\n\n") if e.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [openai.types.chat.ChatCompletionChunk.model_validate(_json.loads(e)) for e in events[:-1]]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("The sky")
+    assert upstream.seen[-2].headers["x-api-key"] == "sk-ant"
+    assert upstream.seen[-1].headers["x-goog-api-key"] == "goog"
+
+    # all steps fail: the last provider's status, in OpenAI's shape
+    upstream.script(GEMINI + ":streamGenerateContent", Reply(status=400, body=read("google_error_invalid.json")))
+    async with gw.post("/v1/acct/gw", data=_json.dumps(steps)) as r:
+        assert r.status == 400 and r.headers["cf-aig-step"] == "1"
+        assert (await r.json())["error"]["message"].startswith("API key not valid")
+
+
+async def test_universal_compat_step_validation(gw):
+    step = {"provider": "compat", "endpoint": "v1/messages", "query": {"model": "anthropic/x", "messages": HI}}
+    async with gw.post("/v1/acct/gw", data=_json.dumps([step])) as r:
+        assert r.status == 400

@@ -1,0 +1,353 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from _logfixtures import ACCOUNT, GATEWAY, T0, make_row, pg_dsn, require_pg, unique_table
+from aigw.api import handle_api, split_api_path
+from aigw.logstore.sqlite import SqliteLogStore
+
+TOKEN = "admin-secret-token"
+BASE = f"/client/v4/accounts/{ACCOUNT}/ai-gateway/gateways/{GATEWAY}"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteLogStore(str(tmp_path / "logs.sqlite"))
+        await s.start()
+        yield s
+        await s.close()
+        return
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+    s = PostgresLogStore(pg_dsn(), table=unique_table())
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.drop()
+        await s.close()
+
+
+def seed_rows():
+    rows = [
+        make_row(0),
+        make_row(1, provider="anthropic", model="claude-haiku-4-5", metadata='{"user":"alice","tier":1}'),
+        make_row(2, success=False, status_code=503, cost=None, tokens_in=None, tokens_out=None,
+                 step=0, event_id="ev-2"),
+        make_row(3, cached=True, cost=0.0, duration=2, step=0, metadata='{"user":"bob"}',
+                 response_content_type="text/event-stream"),
+        make_row(4, provider="workers-ai", model="@cf/meta/llama-3.1-8b-instruct", feedback=1,
+                 request_type="universal", user_agent="curl/8"),
+        make_row(5, provider="openai", model="gpt-4o", step=1, feedback=-1, cost=0.5,
+                 duration=900, tokens_in=1000, tokens_out=500),
+    ]
+    return rows
+
+
+@pytest.fixture
+async def api(store, aiohttp_raw_server, aiohttp_client):
+    rows = seed_rows()
+    other = make_row(9, gateway="other-gw")
+    await store.insert_many(rows + [other])
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        parts = split_api_path(request.path)
+        if parts is None:
+            return web.Response(status=404)
+        return await handle_api(request, store, (TOKEN, "second-token"), *parts)
+
+    server = await aiohttp_raw_server(handler)
+    client = await aiohttp_client(server)
+    client.rows = rows
+    client.store = store
+    return client
+
+
+async def _ids(api, params) -> list[str]:
+    resp = await api.get(f"{BASE}/logs", params=params, headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["success"] is True and body["errors"] == []
+    return [r["id"] for r in body["result"]]
+
+
+def _pick(rows, *idx):
+    return {rows[i].id for i in idx}
+
+
+FILTER_CASES = [
+    ({}, (0, 1, 2, 3, 4, 5)),
+    ({"cached": "true"}, (3,)),
+    ({"cached": "false"}, (0, 1, 2, 4, 5)),
+    ({"success": "false"}, (2,)),
+    ({"feedback": "1"}, (4,)),
+    ({"feedback": "0"}, (5,)),
+    ({"provider": "anthropic"}, (1,)),
+    ({"model": "gpt-4o"}, (5,)),
+    ({"response_content_type": "text/event-stream"}, (3,)),
+    ({"request_content_type": "application/json"}, (0, 1, 2, 3, 4, 5)),
+    ({"start_date": "2026-09-21T14:13:22Z", "end_date": "2026-09-21T14:13:24Z"}, (2, 3, 4)),
+    ({"min_cost": "0.002", "max_cost": "0.005"}, (1, 4)),
+    ({"min_duration": "104"}, (4, 5)),
+    ({"max_duration": "50"}, (3,)),
+    ({"min_tokens_in": "40", "max_tokens_in": "60"}, (3, 4)),
+    ({"min_tokens_out": "500"}, (5,)),
+    ({"max_total_tokens": "25"}, (0, 1, 2)),
+    ({"search": "alice"}, (1,)),
+    ({"search": "llama"}, (4,)),
+    ({"filters": '[{"key":"provider","operator":"neq","value":["openai"]}]'}, (1, 4)),
+    ({"filters": '[{"key":"model","operator":"contains","value":["claude","llama"]}]'}, (1, 4)),
+    ({"filters": '[{"key":"cost","operator":"gt","value":[0.004]}]'}, (4, 5)),
+    ({"filters": '[{"key":"tokens","operator":"lt","value":[25]}]'}, (0, 1, 2)),
+    ({"filters": '[{"key":"event_id","operator":"eq","value":["ev-2"]}]'}, (2,)),
+    ({"filters": '[{"key":"metadata.key","operator":"eq","value":["user"]}]'}, (1, 3)),
+    ({"filters": '[{"key":"metadata.value","operator":"eq","value":["bob"]}]'}, (3,)),
+    ({"filters": '[{"key":"metadata.value","operator":"contains","value":["lic"]}]'}, (1,)),
+    ({"filters": '[{"key":"success","operator":"eq","value":[false]}]'}, (2,)),
+    ({"filters": '[{"key":"request_type","operator":"eq","value":["universal"]}]'}, (4,)),
+    ({"filters": '[{"key":"user_agent","operator":"contains","value":["curl"]}]'}, (4,)),
+    ({"filters": '[{"key":"duration","operator":"lt","value":[101]}]'}, (0, 3)),
+    ({"filters": '[{"key":"created_at","operator":"gt","value":["2026-09-21T14:13:24Z"]}]'},
+     (5,)),
+    ({"filters": '[{"key":"feedback","operator":"eq","value":[1]}]'}, (4,)),
+    ({"filters.key": "provider", "filters.operator": "eq", "filters.value": "workers-ai"}, (4,)),
+    ({"filters[0][key]": "cached", "filters[0][operator]": "eq", "filters[0][value][]": "true"},
+     (3,)),
+]
+
+
+@pytest.mark.parametrize("params,expected", FILTER_CASES,
+                         ids=[str(sorted(p.items())) for p, _ in FILTER_CASES])
+async def test_each_filter(api, params, expected):
+    params = {"per_page": "50", **params}
+    assert set(await _ids(api, params)) == _pick(api.rows, *expected)
+
+
+async def test_default_order_is_newest_first_and_gateway_scoped(api):
+    assert await _ids(api, {}) == [r.id for r in reversed(api.rows)]
+
+
+async def test_order_by_and_direction(api):
+    ids = await _ids(api, {"order_by": "duration", "order_by_direction": "asc"})
+    assert ids[0] == api.rows[3].id and ids[-1] == api.rows[5].id
+    ids = await _ids(api, {"order_by": "provider", "direction": "desc"})
+    assert ids[0] == api.rows[4].id
+
+
+async def test_pagination_and_result_info(api):
+    resp = await api.get(f"{BASE}/logs", params={"per_page": "2", "page": "2",
+                                                 "direction": "asc"}, headers=AUTH)
+    body = await resp.json()
+    assert [r["id"] for r in body["result"]] == [api.rows[2].id, api.rows[3].id]
+    info = body["result_info"]
+    assert info["count"] == 2 and info["page"] == 2 and info["per_page"] == 2
+    assert info["total_count"] == 6
+    assert info["min_cost"] == 0.0 and info["max_cost"] == 0.5
+    assert info["min_duration"] == 2 and info["max_duration"] == 900
+    assert info["max_total_tokens"] == 1500
+
+
+@pytest.mark.parametrize("params,needle", [
+    ({"order_by": "id; DROP TABLE x"}, "order_by"),
+    ({"direction": "sideways"}, "asc or desc"),
+    ({"per_page": "0"}, "per_page"),
+    ({"page": "x"}, "page"),
+    ({"cached": "maybe"}, "true or false"),
+    ({"min_cost": "cheap"}, "number"),
+    ({"start_date": "yesterday"}, "ISO 8601"),
+    ({"filters": "not json"}, "JSON"),
+    ({"filters": '[{"key":"nope","operator":"eq","value":["x"]}]'}, "unsupported key"),
+    ({"filters": '[{"key":"cost","operator":"like","value":[1]}]'}, "operator"),
+    ({"filters": '[{"key":"cost","operator":"lt","value":[1, 2]}]'}, "exactly one"),
+    ({"filters": '[{"key":"cost","operator":"eq","value":[]}]'}, "at least one"),
+])
+async def test_bad_filters_are_400_never_500(api, params, needle):
+    resp = await api.get(f"{BASE}/logs", params=params, headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 400
+    assert body["success"] is False and needle in body["errors"][0]["message"]
+
+
+async def test_sql_in_values_is_only_data(api):
+    assert await _ids(api, {"model": "x' OR '1'='1"}) == []
+    assert await _ids(api, {"search": "%"}) == []
+    assert len(await _ids(api, {})) == 6
+
+
+async def test_auth(api):
+    resp = await api.get(f"{BASE}/logs")
+    assert resp.status == 401
+    assert (await resp.json())["errors"][0]["code"] == 10000
+    resp = await api.get(f"{BASE}/logs", headers={"Authorization": "Bearer wrong"})
+    assert resp.status == 401
+    resp = await api.get(f"{BASE}/logs", headers={"Authorization": "Bearer second-token"})
+    assert resp.status == 200
+
+
+async def test_no_admin_tokens_disables_the_api(store, aiohttp_raw_server, aiohttp_client):
+    async def handler(request):
+        return await handle_api(request, store, (), *split_api_path(request.path))
+
+    client = await aiohttp_client(await aiohttp_raw_server(handler))
+    resp = await client.get(f"{BASE}/logs", headers=AUTH)
+    assert resp.status == 403
+
+
+async def test_get_one_and_404(api):
+    row = api.rows[1]
+    resp = await api.get(f"{BASE}/logs/{row.id}", headers=AUTH)
+    body = await resp.json()
+    got = body["result"]
+    assert got["id"] == row.id and got["provider"] == "anthropic"
+    assert got["metadata"] == '{"user":"alice","tier":1}'
+    assert got["request_head"].startswith('{"model"') and got["request_head_complete"] is True
+    assert got["response_size"] == len(b'{"id":"x","usage":{}}')
+    resp = await api.get(f"{BASE}/logs/0190a000-0000-7000-8000-000000000000", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["success"] is False
+    other = f"/client/v4/accounts/{ACCOUNT}/ai-gateway/gateways/other-gw/logs/{row.id}"
+    assert (await api.get(other, headers=AUTH)).status == 404
+
+
+async def test_request_and_response_bodies(api):
+    row = api.rows[0]
+    resp = await api.get(f"{BASE}/logs/{row.id}/request", headers=AUTH)
+    assert resp.status == 200 and await resp.json() == {"model": "gpt-4o-mini", "messages": []}
+    resp = await api.get(f"{BASE}/logs/{row.id}/response", headers=AUTH)
+    assert await resp.json() == {"id": "x", "usage": {}}
+    resp = await api.get(f"{BASE}/logs/{row.id}/headers", headers=AUTH)
+    assert resp.status == 404
+
+
+async def test_body_not_stored_is_a_clear_404(api):
+    row = make_row(20)
+    row.request_body = None
+    await api.store.insert_many([row])
+    resp = await api.get(f"{BASE}/logs/{row.id}/request", headers=AUTH)
+    assert resp.status == 404 and "collect_log_payload" in (await resp.json())["errors"][0]["message"]
+
+
+async def test_patch_feedback_score_metadata(api):
+    row = api.rows[0]
+    resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH,
+                           json={"feedback": 1, "score": 87.5, "metadata": {"reviewed": True}})
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["result"]["feedback"] == 1 and body["result"]["score"] == 87.5
+    assert body["result"]["metadata"] == '{"reviewed":true}'
+    assert set(await _ids(api, {"feedback": "1"})) == _pick(api.rows, 0, 4)
+    resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": None})
+    assert (await resp.json())["result"]["feedback"] is None
+
+
+@pytest.mark.parametrize("payload", [{"feedback": 2}, {"score": "high"}, {"score": 101},
+                                     {"metadata": {"a": {"b": 1}}}, {"bogus": 1}, [1]])
+async def test_patch_rejects_bad_bodies(api, payload):
+    resp = await api.patch(f"{BASE}/logs/{api.rows[0].id}", headers=AUTH, json=payload)
+    assert resp.status == 400
+
+
+async def test_patch_unknown_id_is_404(api):
+    resp = await api.patch(f"{BASE}/logs/0190a000-0000-7000-8000-000000000000", headers=AUTH,
+                           json={"feedback": 1})
+    body = await resp.json()
+    assert resp.status == 404 and body["errors"][0]["message"] == "Log not found"
+
+
+async def test_delete_with_filters(api):
+    resp = await api.delete(f"{BASE}/logs", headers=AUTH, params={"provider": "openai"})
+    body = await resp.json()
+    assert body["success"] is True and body["result"]["deleted"] == 4
+    assert set(await _ids(api, {})) == _pick(api.rows, 1, 4)
+    # the other gateway's row is untouched
+    other = f"/client/v4/accounts/{ACCOUNT}/ai-gateway/gateways/other-gw/logs"
+    assert len((await (await api.get(other, headers=AUTH)).json())["result"]) == 1
+
+
+async def test_delete_with_limit_and_order(api):
+    resp = await api.delete(f"{BASE}/logs", headers=AUTH,
+                            params={"limit": "2", "order_by": "created_at",
+                                    "order_by_direction": "asc"})
+    assert (await resp.json())["result"]["deleted"] == 2
+    assert set(await _ids(api, {})) == _pick(api.rows, 2, 3, 4, 5)
+
+
+async def test_analytics_sums_match_rows(api):
+    rows = api.rows
+    resp = await api.get(f"{BASE}/analytics", headers=AUTH, params={
+        "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z", "interval": "hour"})
+    body = await resp.json()
+    assert resp.status == 200, body
+    r = body["result"]
+    totals = r["totals"]
+    assert totals["requests"] == len(rows)
+    assert totals["errors"] == sum(not x.success for x in rows)
+    assert totals["cached_requests"] == sum(x.cached for x in rows)
+    assert totals["tokens_in"] == sum(x.tokens_in or 0 for x in rows)
+    assert totals["tokens_out"] == sum(x.tokens_out or 0 for x in rows)
+    assert totals["cost"] == pytest.approx(sum(x.cost or 0 for x in rows))
+    assert sum(p["requests"] for p in r["series"]) == len(rows)
+    assert r["series"][0]["time"] == "2026-09-21T14:00:00.000Z"
+
+
+async def test_analytics_group_by(api):
+    params = {"start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+              "interval": "minute", "group_by": "provider"}
+    r = (await (await api.get(f"{BASE}/analytics", headers=AUTH, params=params)).json())["result"]
+    groups = {g["group"]: g for g in r["groups"]}
+    assert groups["openai"]["requests"] == 4 and groups["anthropic"]["requests"] == 1
+    assert groups["openai"]["cost"] == pytest.approx(0.001 + 0.0 + 0.5)
+    params["group_by"] = "metadata.user"
+    r = (await (await api.get(f"{BASE}/analytics", headers=AUTH, params=params)).json())["result"]
+    groups = {g["group"]: g["requests"] for g in r["groups"]}
+    assert groups == {"alice": 1, "bob": 1, None: 4}
+
+
+@pytest.mark.parametrize("params", [{"interval": "week"}, {"group_by": "path"},
+                                    {"group_by": "metadata.a'b"}, {"start": "nope"},
+                                    {"start": "2026-09-22T00:00:00Z", "end": "2026-09-21T00:00:00Z"},
+                                    {"start": "2000-01-01T00:00:00Z", "interval": "minute"}])
+async def test_analytics_bad_params_are_400(api, params):
+    resp = await api.get(f"{BASE}/analytics", headers=AUTH, params=params)
+    assert resp.status == 400
+
+
+async def test_unknown_routes_and_methods(api):
+    assert (await api.get(f"{BASE}/datasets", headers=AUTH)).status == 404
+    assert (await api.post(f"{BASE}/logs", headers=AUTH)).status == 405
+
+
+async def test_official_cloudflare_sdk_lists_and_fetches(api):
+    from cloudflare import AsyncCloudflare
+
+    base_url = str(api.make_url("/client/v4"))
+    async with AsyncCloudflare(api_token=TOKEN, base_url=base_url, max_retries=0) as cf:
+        page = await cf.ai_gateway.logs.list(GATEWAY, account_id=ACCOUNT, per_page=3,
+                                             order_by="created_at", order_by_direction="asc")
+        assert [log.id for log in page.result] == [r.id for r in api.rows[:3]]
+        assert page.result[0].provider == "openai" and page.result[0].success is True
+        everything = [log.id async for log in
+                      cf.ai_gateway.logs.list(GATEWAY, account_id=ACCOUNT, per_page=4)]
+        assert set(everything) == {r.id for r in api.rows}
+        filtered = await cf.ai_gateway.logs.list(
+            GATEWAY, account_id=ACCOUNT,
+            filters=[{"key": "provider", "operator": "eq", "value": ["anthropic"]}])
+        assert [log.id for log in filtered.result] == [api.rows[1].id]
+        got = await cf.ai_gateway.logs.get(api.rows[1].id, account_id=ACCOUNT,
+                                           gateway_id=GATEWAY)
+        assert got.model == "claude-haiku-4-5" and got.request_head_complete is True
+        assert got.tokens_in == 20 and got.cost == pytest.approx(0.002)
+        await cf.ai_gateway.logs.edit(api.rows[1].id, account_id=ACCOUNT, gateway_id=GATEWAY,
+                                      feedback=1, score=90)
+        body = await cf.ai_gateway.logs.request(api.rows[1].id, account_id=ACCOUNT,
+                                                gateway_id=GATEWAY)
+        assert body == {"model": "gpt-4o-mini", "messages": []}
+        deleted = await cf.ai_gateway.logs.delete(
+            GATEWAY, account_id=ACCOUNT,
+            filters=[{"key": "provider", "operator": "eq", "value": ["workers-ai"]}])
+        assert deleted.success is True
+    assert api.rows[4].id not in await _ids(api, {})

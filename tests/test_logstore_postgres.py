@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+from multidict import MultiDict
+
+from _logfixtures import ACCOUNT, GATEWAY, make_row, pg_dsn, require_pg, unique_table
+from aigw.logstore.query import parse_query
+
+
+@pytest.fixture
+async def pg_pair():
+    """Two stores on one table, as two gateway instances would have."""
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+    table = unique_table()
+    a = PostgresLogStore(pg_dsn(), table=table)
+    b = PostgresLogStore(pg_dsn(), table=table)
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.drop()
+        await a.close()
+        await b.close()
+
+
+async def test_instances_share_one_store(pg_pair):
+    a, b = pg_pair
+    ra, rb = make_row(0), make_row(1, provider="anthropic")
+    await a.insert_many([ra])
+    await b.insert_many([rb])
+    for store in (a, b):
+        rows, info = await store.list(ACCOUNT, GATEWAY, parse_query(MultiDict()))
+        assert {r["id"] for r in rows} == {ra.id, rb.id} and info["total_count"] == 2
+    got = await b.get(ACCOUNT, GATEWAY, ra.id)
+    assert got["request_head"].startswith('{"model"') and got["success"] is True
+
+
+async def test_roundtrip_keeps_types(pg_pair):
+    a, _ = pg_pair
+    row = make_row(0, metadata='{"k":1}', ttfb=5, custom_cost=True, cost=1.25, step=2)
+    await a.insert_many([row])
+    got = await a.get(ACCOUNT, GATEWAY, row.id)
+    assert got["cost"] == 1.25 and got["custom_cost"] is True and got["step"] == 2
+    assert got["ttfb"] == 5 and got["metadata"] == '{"k":1}'
+    body, ctype, complete = await a.get_body(ACCOUNT, GATEWAY, row.id, "response")
+    assert body == b'{"id":"x","usage":{}}' and ctype == "application/json" and complete
+
+
+async def test_retention_delete_oldest_and_stop_inserting():
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+    s = PostgresLogStore(pg_dsn(), table=unique_table(), max_rows=3, count_every=0)
+    await s.start()
+    try:
+        rows = [make_row(i) for i in range(5)]
+        await s.insert_many(rows)
+        got, _ = await s.list(ACCOUNT, GATEWAY, parse_query(MultiDict(direction="asc")))
+        assert [r["id"] for r in got] == [r.id for r in rows[2:]]
+        s.strategy = "STOP_INSERTING"
+        assert await s.insert_many([make_row(9)]) == 0 and s.rejected == 1
+    finally:
+        await s.drop()
+        await s.close()

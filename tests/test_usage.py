@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import pytest
+
+from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request,
+                        usage_from_json)
+
+OPENAI = (b'{"id":"c1","model":"gpt-4o-mini-2024-07-18","choices":[],'
+          b'"usage":{"prompt_tokens":120,"completion_tokens":30,"total_tokens":150,'
+          b'"prompt_tokens_details":{"cached_tokens":100}}}')
+OPENAI_RESPONSES = (b'{"model":"gpt-4.1","output":[],"usage":{"input_tokens":50,'
+                    b'"input_tokens_details":{"cached_tokens":10},"output_tokens":7}}')
+ANTHROPIC = (b'{"id":"m","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":20,'
+             b'"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":9}}')
+WORKERS_AI = (b'{"result":{"response":"hi","usage":{"prompt_tokens":11,"completion_tokens":4,'
+              b'"total_tokens":15}},"success":true,"errors":[],"messages":[]}')
+GOOGLE = (b'{"candidates":[],"usageMetadata":{"promptTokenCount":40,"candidatesTokenCount":12,'
+          b'"thoughtsTokenCount":3,"cachedContentTokenCount":8},"modelVersion":"gemini-2.5-flash"}')
+COHERE_V2 = (b'{"id":"x","message":{},"usage":{"billed_units":{"input_tokens":6,"output_tokens":2},'
+             b'"tokens":{"input_tokens":70,"output_tokens":2}}}')
+COHERE_V1 = b'{"text":"hi","meta":{"billed_units":{"input_tokens":6,"output_tokens":3}}}'
+BEDROCK = (b'{"output":{},"usage":{"inputTokens":30,"outputTokens":5,"totalTokens":35,'
+           b'"cacheReadInputTokens":10,"cacheWriteInputTokens":2}}')
+
+
+@pytest.mark.parametrize("wire,body,expected", [
+    ("openai", OPENAI, Usage("gpt-4o-mini-2024-07-18", 120, 30, 100, 0)),
+    ("openai", OPENAI_RESPONSES, Usage("gpt-4.1", 50, 7, 10, 0)),
+    ("anthropic", ANTHROPIC, Usage("claude-sonnet-4-5", 125, 9, 100, 5)),
+    ("workers-ai", WORKERS_AI, Usage(None, 11, 4)),
+    ("google", GOOGLE, Usage("gemini-2.5-flash", 40, 15, 8, 0)),
+    ("cohere", COHERE_V2, Usage(None, 6, 2)),
+    ("cohere", COHERE_V1, Usage(None, 6, 3)),
+    ("other", BEDROCK, Usage(None, 42, 5, 10, 2)),
+])
+def test_usage_from_json_each_shape(wire, body, expected):
+    assert usage_from_json(wire, body) == expected
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"usage":null}', b"[1,2]",
+                                  b'{"choices":[]}', b'{"usage":{"weird":1}}'])
+def test_usage_from_json_without_usage_is_none(body):
+    assert usage_from_json("openai", body) is None
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+OPENAI_SSE = (
+    b'data: {"id":"c","model":"gpt-4o","choices":[{"delta":{"content":"Hel"}}],"usage":null}\n\n'
+    b'data: {"id":"c","model":"gpt-4o","choices":[{"delta":{"content":"lo"}}],"usage":null}\n\n'
+    b'data: {"id":"c","model":"gpt-4o","choices":[],"usage":{"prompt_tokens":9,'
+    b'"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0}}}\n\n'
+    b'data: [DONE]\n\n')
+ANTHROPIC_SSE = (
+    b'event: message_start\r\ndata: {"type":"message_start","message":{"id":"m","model":'
+    b'"claude-haiku-4-5","usage":{"input_tokens":12,"cache_read_input_tokens":30,'
+    b'"cache_creation_input_tokens":0,"output_tokens":1}}}\r\n\r\n'
+    b'event: content_block_delta\r\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"usage is fine"}}\r\n\r\n'
+    b'event: message_delta\r\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+    b'"usage":{"output_tokens":17}}\r\n\r\n'
+    b'event: message_stop\r\ndata: {"type":"message_stop"}\r\n\r\n')
+WORKERS_AI_SSE = (
+    b'data: {"response":"Hi","p":"abc"}\n\n'
+    b'data: {"response":"","usage":{"prompt_tokens":21,"completion_tokens":5,"total_tokens":26}}\n\n'
+    b'data: [DONE]\n\n')
+GOOGLE_SSE = (
+    b'data: {"candidates":[{"content":{}}],"usageMetadata":{"promptTokenCount":8,'
+    b'"candidatesTokenCount":1},"modelVersion":"gemini-2.0-flash"}\r\n\r\n'
+    b'data: {"candidates":[{"content":{}}],"usageMetadata":{"promptTokenCount":8,'
+    b'"candidatesTokenCount":6},"modelVersion":"gemini-2.0-flash"}\r\n\r\n')
+COHERE_SSE = (
+    b'event: content-delta\ndata: {"type":"content-delta","delta":{"message":{}}}\n\n'
+    b'event: message-end\ndata: {"type":"message-end","delta":{"finish_reason":"COMPLETE",'
+    b'"usage":{"billed_units":{"input_tokens":3,"output_tokens":4},'
+    b'"tokens":{"input_tokens":60,"output_tokens":4}}}}\n\n')
+
+
+@pytest.mark.parametrize("stream,expected", [
+    (OPENAI_SSE, Usage("gpt-4o", 9, 2)),
+    (ANTHROPIC_SSE, Usage("claude-haiku-4-5", 42, 17, 30, 0)),
+    (WORKERS_AI_SSE, Usage(None, 21, 5)),
+    (GOOGLE_SSE, Usage("gemini-2.0-flash", 8, 6)),
+    (COHERE_SSE, Usage(None, 3, 4)),
+])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16, 64, 100000])
+def test_scanner_finds_usage_at_any_chunk_boundary(stream, expected, size):
+    scanner = SSEUsageScanner()
+    for chunk in _chunks(stream, size):
+        scanner.feed(chunk)
+    assert scanner.result() == expected
+
+
+def test_scanner_parses_only_usage_lines():
+    scanner = SSEUsageScanner()
+    for chunk in _chunks(OPENAI_SSE * 1, 50):
+        scanner.feed(chunk)
+    assert scanner.events == 1  # the "usage":null chunks are never parsed
+
+
+def test_scanner_without_usage_returns_none():
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"choices":[{"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n')
+    assert scanner.result() is None
+
+
+def test_scanner_tolerates_garbage():
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"usage":{broken\n\n')
+    scanner.feed(b"\xff\xfe\n")
+    assert scanner.result() is None
+
+
+def test_model_from_request_and_path():
+    assert model_from_request(b'{"model":"gpt-4o","messages":[]}') == "gpt-4o"
+    assert model_from_request(b'{"messages":[]}') is None
+    assert model_from_request(b"nope \"model\"") is None
+    assert model_from_path("workers-ai", "/@cf/meta/llama-3.1-8b-instruct") == \
+        "@cf/meta/llama-3.1-8b-instruct"
+    assert model_from_path("google", "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse") \
+        == "gemini-2.5-flash"
+    assert model_from_path("openai", "/chat/completions") is None
+
+
+def test_scanner_sees_groq_usage_after_null_usage_on_same_line():
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"model":"llama-3.1-8b-instant","usage":null,"x_groq":{"usage":'
+                 b'{"prompt_tokens":5,"completion_tokens":6}}}\n\n')
+    assert scanner.result() == Usage("llama-3.1-8b-instant", 5, 6)
+
+
+def test_scanner_feed_is_cheap_on_plain_chunks():
+    import time
+    chunk = b'data: {"id":"c","model":"gpt-4o","choices":[{"delta":{"content":"hello"}}],"usage":null}\n\n'
+    scanner = SSEUsageScanner()
+    t0 = time.perf_counter()
+    for _ in range(100_000):
+        scanner.feed(chunk)
+    per_chunk = (time.perf_counter() - t0) / 100_000
+    assert scanner.events == 0
+    assert per_chunk < 5e-6  # measured ~0.3 µs; generous bound for slow CI
