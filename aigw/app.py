@@ -32,6 +32,7 @@ from aigw.policy.gateway import GatewayPolicy
 from aigw.policy.keys import ALIAS_HEADER, client_credentials, fingerprint, inject_key
 from aigw.policy.runtime import CacheStep, Extra, PolicyRuntime
 from aigw.policy.tee import Capture
+from aigw.store.base import CachedEntry
 from aigw.retry import RetryPolicy, from_headers, gateway_policy
 from aigw.universal import build_step, parse_steps
 from aigw.upstream import Pools
@@ -225,7 +226,7 @@ class Gateway:
             key = cache_key(scope, provider.slug, request.method, rest, query, body, cred_fp,
                             cache.custom_key)
         return await self.runtime.cached(request, gp, scope, [CacheStep(0, key, cache)], go,
-                                         universal=False)
+                                         False, _hit_logger(rec, [target]))
 
     async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
                       gw: GatewaySpec, gp: GatewayPolicy, scope: str,
@@ -286,12 +287,24 @@ class Gateway:
 
         try:
             if cache_steps:
-                return await self.runtime.cached(request, gp, scope, cache_steps, go,
-                                                 universal=True)
+                return await self.runtime.cached(request, gp, scope, cache_steps, go, True,
+                                                 _hit_logger(rec, targets))
             return await self.runtime.limited(gp, scope, go)
         except AigwError as exc:
             exc.headers = tuple(exc.headers) + (("cf-aig-step", str(targets[-1].step)),)
             raise
+
+
+def _hit_logger(rec: Recorder, targets: list[proxy.Target]) -> Callable[[CachedEntry], Extra]:
+    """Log a cache hit against the target of the step that produced it."""
+
+    def on_hit(entry: CachedEntry) -> Extra:
+        t = next((t for t in targets if t.step == entry.step), targets[0])
+        ctype = next((v for k, v in entry.headers if k.lower() == "content-type"), None)
+        rec.hit(t, entry.status, ctype, entry.body)
+        return rec.response_headers()
+
+    return on_hit
 
 
 def _step_lookup(cf: dict[str, str],

@@ -297,3 +297,50 @@ async def test_gateway_without_policy_never_touches_the_store(upstream, pgw):
     assert store.kind == "memory"
     assert (store.cache.hits, store.cache.misses, len(store.cache)) == (0, 0, 0)
     assert "fixed 0 | sliding 0" in repr(store.limiter)
+
+
+# ------------------------------------------------------------------ logs and metrics
+
+async def test_cache_hit_logged_as_cached_with_zero_cost(make_gateway, upstream, tmp_path):
+    from tests.conftest import base_config
+
+    admin = "admin-tok-123456"
+    gw = await make_gateway(raw=base_config(upstream, {
+        "logs": {"backend": "sqlite", "path": str(tmp_path / "l.db")},
+        "admin": {"tokens": [admin]}}))
+    upstream.script("/v1/chat", Reply(body=b'{"model":"gpt-4o-mini","usage":{"prompt_tokens":'
+                                           b'1000,"completion_tokens":100}}'))
+    ids = []
+    for _ in range(2):
+        async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"model":"gpt-4o-mini"}',
+                           headers={"cf-aig-cache-ttl": "120"}) as r:
+            assert r.status == 200
+            ids.append(r.headers["cf-aig-log-id"])
+    assert ids[0] != ids[1]
+    await gw.server.gateway.log_writer.flush()
+    logs = "/client/v4/accounts/acct/ai-gateway/gateways/gw1/logs?direction=asc"
+    async with gw.request("GET", logs, headers={"Authorization": f"Bearer {admin}"}) as r:
+        rows = (await r.json())["result"]
+    assert [(row["id"], row["cached"]) for row in rows] == [(ids[0], False), (ids[1], True)]
+    assert rows[0]["cost"] > 0 and rows[1]["cost"] == 0
+
+
+async def test_metrics_count_hits_and_refusals(upstream, pgw):
+    await call(pgw, "/v1/a/cached/openai/chat/completions")
+    await call(pgw, "/v1/a/cached/openai/chat/completions")
+    for _ in range(4):
+        await call(pgw, "/v1/a/limited/openai/chat/completions")
+    async with pgw.request("GET", "/metrics") as r:
+        text = (await r.read()).decode()
+    assert 'aigw_cache_hits_total{gateway="cached"} 1' in text
+    assert 'aigw_rate_limited_total{gateway="limited"} 1' in text
+
+
+async def test_compat_route_unknown_alias_is_2040(upstream, pgw):
+    status, _, body = await call(pgw, "/v1/a/sec/compat/chat/completions",
+                                 body=b'{"model":"openai/gpt-4o","messages":[]}',
+                                 headers={**AUTH, "cf-aig-byok-alias": "nope"})
+    assert status == 400 and _json.loads(body)["internalCode"] == 2040
+    status, _, _ = await call(pgw, "/v1/a/sec/compat/chat/completions",
+                              body=b'{"model":"openai/gpt-4o","messages":[]}', headers=AUTH)
+    assert status == 200 and upstream.seen[-1].headers["authorization"] == f"Bearer {KEY}"

@@ -95,6 +95,25 @@ class Recorder:
             row.response_size = len(body)
         self.writer.submit(row)
 
+    def hit(self, t: Any, status: int, ctype: str | None, body: bytes) -> None:
+        """A request answered from the cache: a row with cached = true and cost 0."""
+        self.metrics.requests.inc((self.gateway, t.slug, str(status)))
+        row = self._row(t, time.monotonic(), status)
+        self.last_id = row.id
+        if not self.do_log:
+            return
+        row.cached = True
+        row.cost = 0.0
+        row.response_content_type = ctype
+        row.model = model_from_request(t.body or b"") or \
+            model_from_path(t.wire, t.target.partition("?")[0]) or ""
+        row.set_bodies((t.body or b"") if self.payload else None,
+                       body if self.payload else None, self.head_bytes)
+        if not self.payload:
+            row.request_size = len(t.body or b"")
+            row.response_size = len(body)
+        self.writer.submit(row)
+
     def fallback(self) -> None:
         """The request moves on to its next step."""
         self.metrics.fallbacks.inc((self.gateway,))

@@ -35,6 +35,8 @@ logger = logging.getLogger("aigw.policy")
 Extra = tuple[tuple[str, str], ...]
 # The upstream call: extra response headers and an optional capture in, the response out.
 Go = Callable[[Extra, Capture | None], Awaitable[web.StreamResponse]]
+# Told of a cache hit (for its log row); returns headers for the replay (cf-aig-log-id).
+OnHit = Callable[[CachedEntry], Extra]
 
 MISS: Extra = ((STATUS_HEADER, "MISS"),)
 _HIT = (STATUS_HEADER, "HIT")
@@ -53,12 +55,15 @@ class CacheStep:
         self.policy = policy
 
 
-async def replay(request: web.BaseRequest, entry: CachedEntry, universal: bool) -> web.StreamResponse:
+async def replay(request: web.BaseRequest, entry: CachedEntry, universal: bool,
+                 extra: Extra = ()) -> web.StreamResponse:
     """Answer from a cache entry: same status, headers and bytes; streams stay streams."""
     headers: CIMultiDict[str] = CIMultiDict(entry.headers)
     headers[_HIT[0]] = _HIT[1]
     if universal:
         headers["cf-aig-step"] = str(entry.step)
+    for k, v in extra:
+        headers[k] = v
     if not entry.is_stream:
         return web.Response(status=entry.status, headers=headers, body=entry.body)
     for k, v in _SSE_EXTRA:
@@ -123,7 +128,8 @@ class PolicyRuntime:
             getattr(self.metrics, counter).inc((bucket.rpartition("/")[2],))
 
     async def cached(self, request: web.BaseRequest, gp: GatewayPolicy, bucket: str,
-                     steps: list[CacheStep], go: Go, universal: bool) -> web.StreamResponse:
+                     steps: list[CacheStep], go: Go, universal: bool,
+                     on_hit: OnHit | None = None) -> web.StreamResponse:
         """The cache flow around `go` (module docstring); `steps` in fallback order."""
         store = self.store
         assert store is not None
@@ -138,7 +144,8 @@ class PolicyRuntime:
         for entry in found:
             if entry is not None:
                 self._count("cache_hits", bucket)
-                return await replay(request, entry, universal)
+                extra = on_hit(entry) if on_hit is not None else ()
+                return await replay(request, entry, universal, extra)
         ckey = lookups[0].key if len(lookups) == 1 else hashlib.sha256(
             "|".join(s.key for s in lookups).encode()).hexdigest()  # type: ignore[misc]
         assert ckey is not None
@@ -147,7 +154,8 @@ class PolicyRuntime:
             entry = await self.coalescer.wait(fut)
             if entry is not None:
                 self._count("cache_hits", bucket)
-                return await replay(request, entry, universal)
+                extra = on_hit(entry) if on_hit is not None else ()
+                return await replay(request, entry, universal, extra)
             return (await self._call_captured(store, gp, bucket, go, steps))[0]
         entry = None
         try:
