@@ -14,7 +14,6 @@ from aiohttp import web
 
 from aigw import proxy
 from aigw.api import handle_api, metrics_response, split_api_path
-from aigw.cost import load_bundled
 from aigw.logstore import LogWriter, open_store
 from aigw.logstore.capture import Recorder
 from aigw.metrics import GatewayMetrics
@@ -88,7 +87,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix,
                                      metrics=self.metrics)
-        self.prices = load_bundled()
+        self.prices = config.prices
         self.log_store = open_store(config.logs)
         ls = config.logs
         self.log_writer = None if self.log_store is None else LogWriter(
@@ -107,7 +106,7 @@ class Gateway:
         for gid, gw in self.config.gateways.items():
             self.policies[gid] = gateway_policy(gw)
         self.default_policy = gateway_policy(self.config.default_gateway)
-        self.compat = CompatRoutes(self.providers)
+        self.compat = CompatRoutes(self.providers, self.prices)
 
     async def close(self) -> None:
         await self.pools.close()

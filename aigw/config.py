@@ -151,6 +151,7 @@ class Config:
     logs: LogsSpec = field(default_factory=LogsSpec)
     admin: AdminSpec = field(default_factory=AdminSpec)
     log: LogSpec = field(default_factory=LogSpec)
+    prices: Any = None  # aigw.cost.PriceTable: the bundled table with [prices] applied
     source: str = "<defaults>"
 
     def gateway(self, gateway_id: str) -> GatewaySpec | None:
@@ -431,7 +432,10 @@ def from_dict(raw: dict[str, Any], env: dict[str, str] | None = None,
               source: str = "<dict>") -> Config:
     """Validate a parsed TOML document into a Config."""
     env = dict(os.environ) if env is None else env
-    _check_keys("", raw, {"server", "providers", "gateways", "store", "logs", "admin", "log"})
+    from aigw.cost import parse_prices  # cost imports config's error type; import late
+
+    _check_keys("", raw, {"server", "providers", "gateways", "store", "logs", "admin", "log",
+                          "prices"})
     providers = _providers(raw.get("providers", {}))
     gateways_raw = _table("gateways", raw.get("gateways", {}))
     gateways = {gid: _gateway(gid, g, env, providers) for gid, g in gateways_raw.items()}
@@ -443,6 +447,7 @@ def from_dict(raw: dict[str, Any], env: dict[str, str] | None = None,
         logs=_logs(raw.get("logs", {}), env),
         admin=_admin(raw.get("admin", {}), env),
         log=_log(raw.get("log", {})),
+        prices=parse_prices(raw.get("prices")),
         source=source,
     )
 
@@ -478,7 +483,8 @@ def masked(config: Config) -> dict[str, Any]:
             return [conv(v) for v in value]
         return value
 
-    out = conv(config)
+    out = conv(replace(config, prices=None))
+    out.pop("prices", None)
     if out.get("logs", {}).get("dsn"):
         out["logs"]["dsn"] = re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", out["logs"]["dsn"])
     return out

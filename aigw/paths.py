@@ -56,7 +56,14 @@ def check_path(rest: str) -> str:
     """Validate a raw (percent-encoded) path remainder; returns it unchanged."""
     if len(rest) > 4096:
         raise InvalidPath("Invalid endpoint: path too long")
-    if _PLAIN.match(rest) and not _bad_segments(rest):
+    if _PLAIN.match(rest):
+        # ASCII-only and no '%', '\\' or controls: only structure is left to check (this fast
+        # path skips the per-character loop, ~1 µs per 20 characters, for almost every path)
+        wrapped = f"/{rest}/"
+        first = rest.split("/", 1)[0]
+        if ("//" in wrapped[1:-1] or rest.startswith("/") or "/./" in wrapped
+                or "/../" in wrapped or _SCHEME.match(first) or "@" in first[1:]):
+            raise InvalidPath()
         return rest
     text = rest
     for _ in range(4):  # double and triple encodings

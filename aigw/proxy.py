@@ -36,7 +36,8 @@ class Relay(Protocol):
     """A target's own commit and failure rendering (the compat route's translating relay)."""
 
     async def commit(self, request: web.BaseRequest, ready: Ready,
-                     extra: tuple[tuple[str, str], ...]) -> web.StreamResponse: ...
+                     extra: tuple[tuple[str, str], ...], obs: Any = None
+                     ) -> web.StreamResponse: ...
     def failure(self, f: Failure, extra: tuple[tuple[str, str], ...]) -> web.Response: ...
 
 

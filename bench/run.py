@@ -183,24 +183,30 @@ class Runner:
         return m
 
 
-def start_gateway(args: argparse.Namespace, tmp: Path, mock_port: int, cpus: set[int] | None
+def start_gateway(args: argparse.Namespace, tmp: Path, mock_port: int, cpus: set[int] | None,
+                  name: str = "aigw", extra: str = "",
                   ) -> tuple[subprocess.Popen[bytes] | None, Target | None]:
-    """Launch aigw with a generated config; (None, None) with a message if it cannot start."""
+    """Launch aigw with a generated config; (None, None) with a message if it cannot start.
+
+    The default configuration is measured (request logging on, to SQLite in the run's
+    temporary folder); `extra` is TOML appended for a variant such as logging off.
+    """
     port = free_port()
-    config = tmp / "aigw.toml"
-    config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port))
+    config = tmp / f"{name}.toml"
+    logs = extra or f'[logs]\npath = "{tmp / (name + "-logs.sqlite")}"\n'
+    config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port) + "\n" + logs)
     cmd = shlex.split(args.gateway_cmd.format(python=shlex.quote(sys.executable), config=config, port=port,
                                               host="127.0.0.1", mock_port=mock_port))
-    log = open(tmp / "aigw.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
+    log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=pinner(cpus))
     if not wait_port(port, proc, args.start_timeout):
         stop(proc)
-        tail = (tmp / "aigw.log").read_bytes()[-1500:].decode(errors="replace")
+        tail = (tmp / f"{name}.log").read_bytes()[-1500:].decode(errors="replace")
         print(f"aigw did not start ({' '.join(cmd)}); skipping it. Log tail:\n{tail}", file=sys.stderr)
         return None, None
     base = f"http://127.0.0.1:{port}/v1/bench/bench"
-    return proc, Target("aigw", f"{base}/openai/chat/completions", base, proc.pid)
+    return proc, Target(name, f"{base}/openai/chat/completions", base, proc.pid)
 
 
 def cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -224,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gateway-cmd", default=DEFAULT_GATEWAY_CMD,
                     help="how to launch aigw; {python} {config} {host} {port} {mock_port} are filled in")
     ap.add_argument("--no-gateway", action="store_true", help="do not launch aigw")
+    ap.add_argument("--nolog", action="store_true",
+                    help="also run aigw with request logging off (target aigw-nolog), to show "
+                         "what logging costs")
     ap.add_argument("--mock-port", type=int, default=0, help="fixed mock port, for --other gateways")
     ap.add_argument("--header", action="append", default=[], help="extra 'K: V' sent to every target")
     ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable)")
@@ -245,15 +254,19 @@ def main(argv: list[str] | None = None) -> int:
         mock_port = args.mock_port or free_port()
         mock = subprocess.Popen([sys.executable, str(BENCH / "mock_upstream.py"), "--port", str(mock_port)],
                                 stdout=subprocess.DEVNULL, preexec_fn=pinner(tool_cpus))
-        gw: subprocess.Popen[bytes] | None = None
+        gws: list[subprocess.Popen[bytes]] = []
         try:
             if not wait_port(mock_port, mock, 10):
                 print("mock upstream did not start", file=sys.stderr)
                 return 1
             targets = [Target("direct", f"http://127.0.0.1:{mock_port}/v1/chat/completions", None)]
-            if not args.no_gateway:
-                gw, t = start_gateway(args, tmp, mock_port, gw_cpus)
-                if t is not None:
+            variants = [("aigw", "")]
+            if args.nolog:
+                variants.append(("aigw-nolog", '[logs]\nbackend = "off"\n'))
+            for name, extra in ([] if args.no_gateway else variants):
+                gw, t = start_gateway(args, tmp, mock_port, gw_cpus, name, extra)
+                if gw is not None and t is not None:
+                    gws.append(gw)
                     targets.append(t)
             for spec in args.other:
                 name = spec.split("=", 1)[0]
@@ -273,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             gateways = {t.name: {"pid": t.pid, "rss_start_kb": rss0.get(t.name), "peak_rss_kb": procstat.peak_rss_kb(t.pid)}
                         for t in targets if t.pid}
         finally:
-            if gw is not None:
+            for gw in gws:
                 stop(gw)
             stop(mock)
 

@@ -167,7 +167,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     else:
         raise CompatError(f"tool_choice {choice!r} is not supported by anthropic", param="tool_choice")
     if out is not None and parallel is False and out["type"] != "none":
-        out["disable_parallel_tool_use"] = True
+        out["disable_parallel_tool_use"] = True  # type: ignore[assignment]
     return out
 
 

@@ -131,7 +131,8 @@ def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock 
                        new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
     """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON bytes."""
     data = oa.loads_object(body) or {}
-    result = data.get("result") if isinstance(data.get("result"), dict) else data
+    inner = data.get("result")
+    result: dict[str, Any] = inner if isinstance(inner, dict) else data
     cid = new_id()
     if isinstance(result.get("choices"), list):  # models served through an OpenAI-shaped runtime
         choices = []

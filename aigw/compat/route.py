@@ -139,10 +139,10 @@ def provider_headers(pc: ProviderConfig, pairs: Iterable[tuple[bytes, bytes]],
 class CompatRoutes:
     """The compat endpoint for one worker: a `Route` per provider and the models list."""
 
-    def __init__(self, providers: dict[str, Provider]) -> None:
+    def __init__(self, providers: dict[str, Provider], prices: Any) -> None:
         self.known = frozenset(providers)
         self.routes = {slug: _route(p) for slug, p in providers.items()}
-        self.models = catalog.models_body(self.known)
+        self.models = catalog.models_body(self.known, prices)
 
     def __repr__(self) -> str:
         live = sum(r is not None for r in self.routes.values())

@@ -15,6 +15,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from aigw.logstore.base import SqlLogStore, schema_sql
 from aigw.logstore.query import POSTGRES
+from aigw.logstore.ids import id_floor
 from aigw.logstore.row import COLUMNS, LogRow
 
 __all__ = ["PostgresLogStore"]
@@ -78,7 +79,7 @@ class PostgresLogStore(SqlLogStore):
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 if cutoff is not None:
-                    await conn.execute(f"DELETE FROM {t} WHERE created_at < $1", cutoff)
+                    await conn.execute(f"DELETE FROM {t} WHERE id < $1", id_floor(cutoff))
                 if time.monotonic() - self._counted_at >= self.count_every:
                     self._count = await conn.fetchval(f"SELECT COUNT(*) FROM {t}")
                     self._counted_at = time.monotonic()
@@ -93,7 +94,7 @@ class PostgresLogStore(SqlLogStore):
                 excess = self._count - self.max_rows
                 if self.strategy == "DELETE_OLDEST" and excess > 0:
                     await conn.execute(f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} "
-                                       f"ORDER BY created_at ASC, id ASC LIMIT $1)", excess)
+                                       f"ORDER BY id ASC LIMIT $1)", excess)
                     self._count = self.max_rows
         return len(values)
 

@@ -104,7 +104,7 @@ class LogRow:
 
     def values(self) -> tuple[Any, ...]:
         """Column values in COLUMNS order."""
-        return _values(self)  # type: ignore[no-any-return]
+        return _values(self)
 
 
 # ---------------------------------------------------------------- request headers

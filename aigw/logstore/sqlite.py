@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from aigw.logstore.base import SqlLogStore, schema_sql
 from aigw.logstore.query import SQLITE
+from aigw.logstore.ids import id_floor
 from aigw.logstore.row import COLUMNS, LogRow
 
 __all__ = ["SqliteLogStore"]
@@ -92,7 +93,7 @@ class SqliteLogStore(SqlLogStore):
         db.execute("BEGIN")
         try:
             if cutoff is not None:
-                n = db.execute(f"DELETE FROM {t} WHERE created_at < ?", (cutoff,)).rowcount
+                n = db.execute(f"DELETE FROM {t} WHERE id < ?", (id_floor(cutoff),)).rowcount
                 self._count = max(self._count - n, 0)
             if self.strategy == "STOP_INSERTING":
                 room = max(self.max_rows - self._count, 0)
@@ -106,7 +107,7 @@ class SqliteLogStore(SqlLogStore):
             excess = self._count - self.max_rows
             if self.strategy == "DELETE_OLDEST" and excess > 0:
                 n = db.execute(f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} "
-                               f"ORDER BY created_at ASC, id ASC LIMIT ?)", (excess,)).rowcount
+                               f"ORDER BY id ASC LIMIT ?)", (excess,)).rowcount
                 self._count -= n
             db.execute("COMMIT")
         except BaseException:
