@@ -159,7 +159,9 @@ class Gateway:
         gp = self.runtime.policy(gw)
         if gp.auth is not None:  # before anything else: nothing goes upstream unauthenticated
             gp.auth(request.headers.get(AUTH_HEADER))
-        scope = f"{account}/{gateway_id}"  # cache and rate-limit scope
+        # The cache is scoped by account and gateway; the rate limit by gateway alone (the
+        # account segment is free text: varying it must not buy a fresh limit).
+        scope = f"{account}/{gateway_id}"
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
@@ -217,14 +219,16 @@ class Gateway:
             return await proxy.run(request, [target], False, rec, extra, capture)
 
         if cache is None:
-            return await self.runtime.limited(gp, scope, go)
+            if not gp.limit:  # nothing to do: no closure call, no store
+                return await proxy.run(request, [target], False, rec)
+            return await self.runtime.limited(gp, gateway_id, go)
         key = None
         if not cache.skip:
             if cred_fp is None:
                 cred_fp = fingerprint(client_credentials(provider.cfg, up))
             key = cache_key(scope, provider.slug, request.method, rest, query, body, cred_fp,
                             cache.custom_key)
-        return await self.runtime.cached(request, gp, scope, [CacheStep(0, key, cache)], go,
+        return await self.runtime.cached(request, gp, gateway_id, [CacheStep(0, key, cache)], go,
                                          False, _hit_logger(rec, [target]))
 
     async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
@@ -242,7 +246,7 @@ class Gateway:
             return await proxy.run(request, [target], False, rec, extra, capture)
 
         # Compat answers are translated by their own relay and not cached.
-        return await self.runtime.limited(gp, scope, go)
+        return await self.runtime.limited(gp, gateway_id, go)
 
 
     def _step_provider(self, slug: str) -> bool:
@@ -285,10 +289,12 @@ class Gateway:
             return await proxy.run(request, targets, True, rec, extra, capture)
 
         try:
+            if not cache_steps and not gp.limit:
+                return await proxy.run(request, targets, True, rec)
             if cache_steps:
-                return await self.runtime.cached(request, gp, scope, cache_steps, go, True,
+                return await self.runtime.cached(request, gp, gateway_id, cache_steps, go, True,
                                                  _hit_logger(rec, targets))
-            return await self.runtime.limited(gp, scope, go)
+            return await self.runtime.limited(gp, gateway_id, go)
         except AigwError as exc:
             exc.headers = tuple(exc.headers) + (("cf-aig-step", str(targets[-1].step)),)
             raise

@@ -344,3 +344,15 @@ async def test_compat_route_unknown_alias_is_2040(upstream, pgw):
     status, _, _ = await call(pgw, "/v1/a/sec/compat/chat/completions",
                               body=b'{"model":"openai/gpt-4o","messages":[]}', headers=AUTH)
     assert status == 200 and upstream.seen[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+async def test_rate_limit_is_per_gateway_whatever_the_account(upstream, pgw):
+    got = [(await call(pgw, f"/v1/acct{i}/limited/openai/chat/completions"))[0] for i in range(5)]
+    assert got == [200, 200, 200, 429, 429]
+
+
+async def test_cache_control_headers_never_go_upstream(upstream, pgw):
+    await call(pgw, P, headers={"cf-cache-ttl": "120", "cf-skip-cache": "false",
+                                "cf-aig-cache-key": "k"})
+    sent = upstream.seen[-1].headers
+    assert not [h for h in sent if h.startswith("cf-")]

@@ -222,3 +222,16 @@ async def test_enforce_rate_limit_raises_429_2003_with_retry_after():
     assert unlimited.limit == 0 and unlimited.auth is None
     for _ in range(10):
         await enforce_rate_limit(s, unlimited, "x")
+
+
+def test_limiter_forgets_expired_buckets():
+    clock = Clock(100.0)
+    lim = MemoryLimiter(clock)
+    for i in range(100):
+        lim.hit(f"f{i}", 5, 10, "fixed")
+        lim.hit(f"s{i}", 5, 10, "sliding")
+    assert len(lim) == 200
+    clock.t = 200.0
+    for _ in range(MemoryLimiter.SWEEP_EVERY):
+        lim.hit("live", 10**9, 10, "fixed")
+    assert len(lim) == 1

@@ -125,7 +125,7 @@ class PolicyRuntime:
 
     def _count(self, counter: str, bucket: str) -> None:
         if self.metrics is not None:
-            getattr(self.metrics, counter).inc((bucket.rpartition("/")[2],))
+            getattr(self.metrics, counter).inc((bucket,))
 
     async def cached(self, request: web.BaseRequest, gp: GatewayPolicy, bucket: str,
                      steps: list[CacheStep], go: Go, universal: bool,

@@ -71,16 +71,24 @@ class MemoryCache:
 class MemoryLimiter:
     """Fixed windows aligned on multiples of the interval, and exact sliding logs."""
 
-    __slots__ = ("_fixed", "_sliding", "_clock")
+    __slots__ = ("_fixed", "_sliding", "_until", "_clock", "_hits")
+
+    SWEEP_EVERY = 4096  # hits between sweeps of buckets whose windows have passed
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._fixed: dict[str, list[int]] = {}  # bucket -> [window index, count]
         self._sliding: dict[str, deque[float]] = {}  # bucket -> admission times, oldest first
+        # bucket -> when its state stops mattering (window end / last admission + interval)
+        self._until: dict[str, float] = {}
         self._clock = clock
+        self._hits = 0
 
     def hit(self, bucket: str, limit: int, interval: float, technique: str) -> RateDecision:
         """Check and count one request; no await, so it is atomic on the event loop."""
         now = self._clock()
+        self._hits += 1
+        if self._hits % self.SWEEP_EVERY == 0:
+            self._sweep(now)
         if technique == "sliding":
             return self._hit_sliding(bucket, limit, interval, now)
         return self._hit_fixed(bucket, limit, interval, now)
@@ -93,6 +101,7 @@ class MemoryLimiter:
         if slot[1] >= limit:
             return RateDecision(False, 0, (index + 1) * interval - now)
         slot[1] += 1
+        self._until[bucket] = (index + 1) * interval
         return RateDecision(True, limit - slot[1], 0.0)
 
     def _hit_sliding(self, bucket: str, limit: int, interval: float, now: float) -> RateDecision:
@@ -107,7 +116,18 @@ class MemoryLimiter:
         if len(log) >= limit:
             return RateDecision(False, 0, log[0] + interval - now)
         log.append(now)
+        self._until[bucket] = now + interval
         return RateDecision(True, limit - len(log), 0.0)
+
+    def _sweep(self, now: float) -> None:
+        """Forget buckets whose state has expired (bounds memory with many gateway ids)."""
+        for bucket in [b for b, until in self._until.items() if until <= now]:
+            del self._until[bucket]
+            self._fixed.pop(bucket, None)
+            self._sliding.pop(bucket, None)
+
+    def __len__(self) -> int:
+        return len(self._fixed) + len(self._sliding)
 
     def __repr__(self) -> str:
         return f"<MemoryLimiter [fixed {len(self._fixed)} | sliding {len(self._sliding)}]>"
