@@ -133,22 +133,19 @@ class PolicyRuntime:
         """The cache flow around `go` (module docstring); `steps` in fallback order."""
         store = self.store
         assert store is not None
-        lookups = [s for s in steps if s.key is not None]
-        if not lookups:  # every step skips the cache
+        keys = [s.key for s in steps if s.key is not None]
+        if not keys:  # every step skips the cache
             return (await self._call_captured(store, gp, bucket, go, steps))[0]
-        if len(lookups) == 1:
-            found = [await store.cache_get(lookups[0].key)]  # type: ignore[arg-type]
+        if len(keys) == 1:
+            found = [await store.cache_get(keys[0])]
         else:
-            found = await asyncio.gather(*(store.cache_get(s.key)  # type: ignore[arg-type]
-                                           for s in lookups))
-        for entry in found:
+            found = await asyncio.gather(*(store.cache_get(k) for k in keys))
+        for entry in found:  # step order: the first step with an entry answers
             if entry is not None:
                 self._count("cache_hits", bucket)
                 extra = on_hit(entry) if on_hit is not None else ()
                 return await replay(request, entry, universal, extra)
-        ckey = lookups[0].key if len(lookups) == 1 else hashlib.sha256(
-            "|".join(s.key for s in lookups).encode()).hexdigest()  # type: ignore[misc]
-        assert ckey is not None
+        ckey = keys[0] if len(keys) == 1 else hashlib.sha256("|".join(keys).encode()).hexdigest()
         fut = self.coalescer.claim(ckey)
         if fut is not None:
             entry = await self.coalescer.wait(fut)
