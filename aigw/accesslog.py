@@ -190,11 +190,10 @@ class AccessLog:
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "msg", "pid"}` per line; exceptions as `exc`."""
 
-    converter = time.gmtime
-
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage(), "pid": record.process,
         }

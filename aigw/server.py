@@ -202,8 +202,8 @@ async def _serve(config: Config, opts: ServeOptions) -> None:
     await srv.start(opts.host, opts.port, opts.sock)
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[int] = asyncio.Queue()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, signals.put_nowait, sig)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
     tasks = [asyncio.create_task(notifier.watchdog())]
     if opts.control is not None:
         tasks.append(asyncio.create_task(_control(opts.control, signals)))

@@ -292,8 +292,8 @@ class Supervisor:
         self.port = self.socks[0].getsockname()[1]  # port 0: every slot binds the one picked
         self.socks.extend(bind(self.host, self.port) for _ in range(self.size - 1))
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(sig, self._signals.put_nowait, sig)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._signals.put_nowait, signum)
         try:
             for slot in range(self.size):
                 await self.spawn(slot)
