@@ -18,6 +18,7 @@ logger = logging.getLogger("aigw.notify")
 
 # Variables systemd sets for the main process only; workers must not inherit them.
 ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+SEND_TRIES = 50
 
 
 class Notifier:
@@ -46,18 +47,32 @@ class Notifier:
         """True when running under a service manager that listens."""
         return self.address is not None
 
-    def send(self, *lines: str) -> bool:
-        """Send one message; False (and a debug line) if it could not be delivered."""
+    def send(self, *lines: str, tries: int = SEND_TRIES) -> bool:
+        """Send one message; False (and a debug line) if it could not be delivered.
+
+        The socket is non-blocking: a receiver that stops reading fills its queue (10
+        datagrams by default), and a blocking send would then stall the event loop. A
+        state change is retried for up to `tries` x 10 ms; a watchdog ping is tried once.
+        """
         if self.address is None:
             return False
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto("\n".join(lines).encode(), self.address)
-        except OSError as exc:
-            logger.debug("sd_notify failed: %s", exc)
-            return False
-        return True
+        data = "\n".join(lines).encode()
+        for attempt in range(1, tries + 1):
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(
+                        socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+                self._sock.sendto(data, self.address)
+                return True
+            except BlockingIOError:
+                if attempt < tries:
+                    time.sleep(0.01)
+            except OSError as exc:
+                logger.debug("sd_notify failed: %s", exc)
+                return False
+        logger.warning("sd_notify: %s not delivered (the service manager is not reading)",
+                       lines[0])
+        return False
 
     def ready(self, status: str = "") -> bool:
         """READY=1: the service accepts requests."""
@@ -82,7 +97,7 @@ class Notifier:
             return
         interval = self.watchdog_usec / 2e6
         while True:
-            self.send("WATCHDOG=1")
+            self.send("WATCHDOG=1", tries=1)
             await asyncio.sleep(interval)
 
     def close(self) -> None:

@@ -63,10 +63,31 @@ def test_watchdog_interval_and_pid_check():
     assert "NOTIFY_SOCKET" not in child_env({"NOTIFY_SOCKET": "/x", "HOME": "/h"})
 
 
+async def _collect(s: socket.socket, into: list[str], stop: asyncio.Event) -> None:
+    """Read like systemd does: promptly (a full queue would drop pings)."""
+    while not stop.is_set():
+        into.extend(_drain(s))
+        await asyncio.sleep(0.02)
+    into.extend(_drain(s))
+
+
+def test_a_receiver_that_stops_reading_never_blocks_the_sender(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    with _listener(path):
+        n = Notifier({"NOTIFY_SOCKET": path})
+        t0 = time.monotonic()
+        results = [n.send("WATCHDOG=1", tries=1) for _ in range(200)]
+        assert time.monotonic() - t0 < 1 and not all(results)
+        n.close()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_lifecycle_messages_arrive_in_order(upstream, tmp_path, workers):
     path = str(tmp_path / "notify.sock")
+    msgs: list[str] = []
+    stop = asyncio.Event()
     with _listener(path) as s:
+        collector = asyncio.create_task(_collect(s, msgs, stop))
         gw = Aigw(tmp_path, config_text(upstream, free_port()), workers=workers,
                   env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "300000"})
         try:
@@ -78,7 +99,8 @@ async def test_lifecycle_messages_arrive_in_order(upstream, tmp_path, workers):
             assert await gw.wait_exit() == 0
         finally:
             gw.kill()
-        msgs = _drain(s)
+            stop.set()
+            await collector
     assert msgs.count("WATCHDOG=1") >= 2
     states = [m.split("\n")[0] for m in msgs if m != "WATCHDOG=1"]
     assert states == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], msgs
