@@ -3,6 +3,7 @@
     python bench/run.py --quick                      # smoke: 1 s per measurement, 1 repeat
     python bench/run.py --repeats 3 --pin            # the real run (2+ cores)
     python bench/run.py --other cf=http://127.0.0.1:8080/v1/acct/gw --mock-port 9999
+    python bench/run.py --workers 2 --scenario NAME  # aigw with 2 worker processes (no --pin)
 
 Repeats are interleaved (repeat -> scenario -> target) so drift on a shared machine hits
 all targets alike. Results go to bench/results/latest.json; see bench/README.md.
@@ -33,7 +34,8 @@ from bench.scenarios import SCENARIOS, Scenario, Target, parse_other  # noqa: E4
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-DEFAULT_GATEWAY_CMD = "{python} -m aigw serve --config {config} --host 127.0.0.1 --port {port}"
+DEFAULT_GATEWAY_CMD = ("{python} -m aigw serve --config {config} --host 127.0.0.1 --port {port} "
+                       "--workers {workers}")
 CONFIG_TEMPLATE = """[server]
 host = "127.0.0.1"
 port = {port}
@@ -196,7 +198,8 @@ def start_gateway(args: argparse.Namespace, tmp: Path, mock_port: int, cpus: set
     logs = extra or f'[logs]\npath = "{tmp / (name + "-logs.sqlite")}"\n'
     config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port) + "\n" + logs)
     cmd = shlex.split(args.gateway_cmd.format(python=shlex.quote(sys.executable), config=config, port=port,
-                                              host="127.0.0.1", mock_port=mock_port))
+                                              host="127.0.0.1", mock_port=mock_port,
+                                              workers=args.workers))
     log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=pinner(cpus))
@@ -228,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other", action="append", default=[], help="NAME=URL (see README), repeatable")
     ap.add_argument("--other-pid", action="append", default=[], help="NAME=PID to measure its CPU and RSS")
     ap.add_argument("--gateway-cmd", default=DEFAULT_GATEWAY_CMD,
-                    help="how to launch aigw; {python} {config} {host} {port} {mock_port} are filled in")
+                    help="how to launch aigw; {python} {config} {host} {port} {mock_port} {workers} "
+                    "are filled in")
+    ap.add_argument("--workers", default="1", help="aigw worker processes (a number or 'auto'); "
+                    "compare 1 and 2 without --pin, which gives the gateway one CPU")
     ap.add_argument("--no-gateway", action="store_true", help="do not launch aigw")
     ap.add_argument("--nolog", action="store_true",
                     help="also run aigw with request logging off (target aigw-nolog), to show "
