@@ -123,6 +123,9 @@ async def test_redis_down_at_start_fails_open_then_recovers(upstream, make_gatew
         assert len(upstream.seen) == 3
         store = gw.server.gateway.runtime.store
         assert store.errors >= 1
+        async with gw.request("GET", "/metrics") as r:
+            text = (await r.read()).decode()
+        assert f'aigw_store_errors_total{{outcome="error"}} {store.errors}' in text
 
         await proxy.restore()
         await asyncio.sleep(1.1)  # the breaker's pause

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from aigw.config import Config, GatewaySpec
 from aigw.errors import RateLimited
+from aigw.metrics import CallbackCounter
 from aigw.policy.cachepolicy import STATUS_HEADER, CachePolicy
 from aigw.policy.gateway import GatewayPolicy, build_policies
 from aigw.policy.ratelimit import enforce_rate_limit
@@ -97,6 +98,13 @@ class PolicyRuntime:
     async def start(self) -> None:
         """Create the store; an unreachable Redis is logged, never fatal."""
         self.store = make_store(self.config.store, prefix=self.key_prefix)
+        if self.metrics is not None and hasattr(self.store, "errors"):
+            store = self.store
+            self.metrics.add(CallbackCounter(
+                "aigw_store_errors_total", "Shared-store calls that failed (the request went "
+                "on: cache miss, limit admitted), and calls skipped while it was down",
+                ("outcome",), lambda: {("error",): float(store.errors),
+                                       ("skipped",): float(store.skipped)}))
         ping = getattr(self.store, "ping", None)
         if ping is not None and not await ping():
             logger.error("redis store unreachable at start-up: caching is off and rate limits "
