@@ -98,8 +98,8 @@ class PolicyRuntime:
     async def start(self) -> None:
         """Create the store; an unreachable Redis is logged, never fatal."""
         self.store = make_store(self.config.store, prefix=self.key_prefix)
-        if self.metrics is not None and hasattr(self.store, "errors"):
-            store = self.store
+        store: Any = self.store  # the redis store counts failures; memory cannot fail
+        if self.metrics is not None and hasattr(store, "errors"):
             self.metrics.add(CallbackCounter(
                 "aigw_store_errors_total", "Shared-store calls that failed (the request went "
                 "on: cache miss, limit admitted), and calls skipped while it was down",
