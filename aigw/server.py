@@ -121,6 +121,7 @@ class Server:
         """Serve new requests from a gateway built on `config`; the old one finishes its
         in-flight requests and streams, then closes its pools."""
         new = Gateway(config)
+        new.runtime.inherit(self.live.gateway.runtime)  # cache and rate limits survive
         await new.start()
         old, self.live, self.config = self.live, _Live(new), config
         task = asyncio.create_task(self._retire(old))

@@ -356,3 +356,20 @@ async def test_cache_control_headers_never_go_upstream(upstream, pgw):
                                 "cf-aig-cache-key": "k"})
     sent = upstream.seen[-1].headers
     assert not [h for h in sent if h.startswith("cf-")]
+
+
+async def test_reload_keeps_cache_and_counters(upstream, make_gateway):
+    from aigw import config as config_mod
+    from tests.conftest import base_config
+
+    raw = base_config(upstream, gateways())
+    gw = await make_gateway(raw=raw)
+    lim = "/v1/a/limited/openai/chat/completions"
+    assert (await call(gw, lim))[0] == 200
+    await call(gw, "/v1/a/cached/openai/x")
+    old_store = gw.server.gateway.runtime.store
+    await gw.server.reload(config_mod.from_dict(raw))
+    assert gw.server.gateway.runtime.store is old_store
+    _, h, _ = await call(gw, "/v1/a/cached/openai/x")
+    assert h["cf-aig-cache-status"] == "HIT"
+    assert [(await call(gw, lim))[0] for _ in range(3)] == [200, 200, 429]

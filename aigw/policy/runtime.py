@@ -90,6 +90,14 @@ class PolicyRuntime:
         self.store: Store | None = None
         self.coalescer = Coalescer()
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._owns_store = True
+
+    def inherit(self, old: PolicyRuntime) -> None:
+        """On a config reload: keep the old generation's store (cache entries, counters)
+        when the store settings did not change; the old generation then never closes it."""
+        if old.store is not None and old.config.store == self.config.store:
+            self.store = old.store
+            old._owns_store = False
 
     def policy(self, gw: GatewaySpec) -> GatewayPolicy:
         """The precomputed policy of a gateway spec."""
@@ -97,6 +105,8 @@ class PolicyRuntime:
 
     async def start(self) -> None:
         """Create the store; an unreachable Redis is logged, never fatal."""
+        if self.store is not None:  # inherited
+            return
         self.store = make_store(self.config.store, prefix=self.key_prefix)
         store: Any = self.store  # the redis store counts failures; memory cannot fail
         if self.metrics is not None and hasattr(store, "errors"):
@@ -114,7 +124,7 @@ class PolicyRuntime:
         """Finish pending cache writes, then close the store."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.store is not None:
+        if self.store is not None and self._owns_store:
             await self.store.close()
             self.store = None
 
