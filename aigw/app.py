@@ -7,7 +7,10 @@ Routing is a string split, not a router: the whole wire API is four path shapes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
+
 from aiohttp import web
 
 from aigw import proxy
@@ -20,8 +23,10 @@ from aigw.compat import CompatError
 from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec
 from aigw.errors import (
-    AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
+    AigwError, ClientTimeout, InvalidProvider, MethodNotAllowed, NotFound, Overloaded,
+    PayloadTooLarge, UnknownGateway,
 )
+from aigw.guard import HOP_HEADER, HopGuard
 from aigw.headers import upstream_headers
 from aigw.paths import UpstreamBase, check_id, check_path, check_query
 from aigw.retry import RetryPolicy, from_headers, gateway_policy
@@ -40,7 +45,10 @@ def error_response(exc: AigwError) -> web.Response:
     headers.update(exc.headers)
     # A compat parameter refusal is read by OpenAI clients: it takes OpenAI's error shape.
     body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
-    return web.Response(status=exc.status, body=body, headers=headers)
+    resp = web.Response(status=exc.status, body=body, headers=headers)
+    if exc.status in (408, 413):
+        resp.force_close()  # the rest of the body is not worth reading (or waiting for)
+    return resp
 
 
 class Provider:
@@ -75,6 +83,11 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
+        self.hop = HopGuard(config.instance)
+        # Shedding: more than this many /v1 requests in flight get 503 at once (per worker).
+        self.max_inflight = config.server.max_concurrent_requests or sys.maxsize
+        self.inflight = 0
+        self.client_timeout = config.server.client_timeout or None
         self.metrics = GatewayMetrics()
         self.prices = load_bundled()
         self.log_store = open_store(config.logs)
@@ -113,7 +126,13 @@ class Gateway:
         path = request.raw_path
         try:
             if path.startswith("/v1/"):
-                return await self._v1(request, path)
+                if self.inflight >= self.max_inflight:
+                    raise Overloaded()
+                self.inflight += 1
+                try:
+                    return await self._v1(request, path)
+                finally:
+                    self.inflight -= 1
             if path.startswith("/client/v4/accounts/"):
                 parts = split_api_path(path.partition("?")[0])
                 if parts is None:
@@ -143,19 +162,23 @@ class Gateway:
         gw = self.config.gateway(gateway_id)
         if gw is None:
             raise UnknownGateway()
+        seen = request.headers.get(HOP_HEADER)
+        if seen is not None:
+            seen = ",".join(request.headers.getall(HOP_HEADER))
+        hop = self.hop.outgoing(seen)
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
-            return await self._universal(request, account, gateway_id, gw)
+            return await self._universal(request, account, gateway_id, gw, hop)
         if parts[2] == "compat":
             return await self._compat(request, account, gateway_id, gw,
-                                      parts[3] if len(parts) == 4 else "")
+                                      parts[3] if len(parts) == 4 else "", hop)
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
         rest = check_path(parts[3]) if len(parts) == 4 else ""
         return await self._passthrough(request, account, gateway_id, gw, provider, rest,
-                                       check_query(query))
+                                       check_query(query), hop)
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
@@ -163,6 +186,15 @@ class Gateway:
             raise PayloadTooLarge()
         if not request.body_exists:
             return b""
+        if self.client_timeout is None:
+            return await self._read_chunks(request)
+        try:
+            async with asyncio.timeout(self.client_timeout):
+                return await self._read_chunks(request)
+        except TimeoutError:
+            raise ClientTimeout() from None
+
+    async def _read_chunks(self, request: web.BaseRequest) -> bytes:
         chunks = []
         size = 0
         while True:
@@ -180,7 +212,7 @@ class Gateway:
 
     async def _passthrough(self, request: web.BaseRequest, account: str, gateway_id: str,
                            gw: GatewaySpec, provider: Provider, rest: str,
-                           query: str) -> web.StreamResponse:
+                           query: str, hop: bytes) -> web.StreamResponse:
         policy = from_headers(self._policy(gw), request.headers.get)
         rec = self._recorder(request, account, gateway_id, gw, None)
         pool, path = provider.base.resolve(account, rest, query)
@@ -188,10 +220,10 @@ class Gateway:
         up = provider.add_defaults(upstream_headers(request.raw_headers))
         target = proxy.Target(provider.slug, provider.wire, pool, request.method, path, up,
                               body or None, policy, 0)
-        return await proxy.run(request, [target], universal=False, rec=rec)
+        return await proxy.run(request, [target], universal=False, rec=rec, hop=hop)
 
     async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
-                      gw: GatewaySpec, endpoint: str) -> web.StreamResponse:
+                      gw: GatewaySpec, endpoint: str, hop: bytes) -> web.StreamResponse:
         if endpoint == "models":
             return self.compat.models_response(request.method)
         rec = self._recorder(request, account, gateway_id, gw, "compat")
@@ -199,13 +231,13 @@ class Gateway:
         policy = from_headers(self._policy(gw), request.headers.get)
         target = self.compat.target(endpoint, request.method, body, account, gw,
                                     request.headers, request.raw_headers, policy)
-        return await proxy.run(request, [target], universal=False, rec=rec)
+        return await proxy.run(request, [target], universal=False, rec=rec, hop=hop)
 
     def _step_provider(self, slug: str) -> bool:
         return slug == "compat" or slug in self.providers
 
     async def _universal(self, request: web.BaseRequest, account: str, gateway_id: str,
-                         gw: GatewaySpec) -> web.StreamResponse:
+                         gw: GatewaySpec, hop: bytes) -> web.StreamResponse:
         rec = self._recorder(request, account, gateway_id, gw, "universal")
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
@@ -223,7 +255,7 @@ class Gateway:
                                         provider.add_defaults(s.headers), s.body, s.policy,
                                         s.index))
         try:
-            return await proxy.run(request, targets, universal=True, rec=rec)
+            return await proxy.run(request, targets, universal=True, rec=rec, hop=hop)
         except AigwError as exc:
             exc.headers = (("cf-aig-step", str(targets[-1].step)),)
             raise

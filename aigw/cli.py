@@ -54,5 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from aigw.server import serve  # uvloop and aiohttp only for serving
 
-    serve(cfg, args.host, args.port)
+    try:
+        serve(cfg, args.host, args.port)
+    except ConfigError as exc:  # found at start-up, e.g. a provider pointing at the gateway
+        sys.stderr.write(f"aigw: config error: {exc}\n")
+        return 2
     return 0

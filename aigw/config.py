@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -151,6 +152,8 @@ class Config:
     admin: AdminSpec = field(default_factory=AdminSpec)
     log: LogSpec = field(default_factory=LogSpec)
     source: str = "<defaults>"
+    # Random per loaded config, so forked workers share it: the loop guard's `x-aigw-hop` id.
+    instance: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def gateway(self, gateway_id: str) -> GatewaySpec | None:
         """The spec for a gateway id, or None when gateways are configured and it is unknown."""

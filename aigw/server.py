@@ -13,6 +13,8 @@ from aiohttp import web
 
 from aigw.app import Gateway
 from aigw.config import Config
+from aigw.errors import ConfigError
+from aigw.guard import self_pointing
 
 logger = logging.getLogger("aigw.server")
 
@@ -35,7 +37,10 @@ class Server:
             self.gateway.handle,
             handler_cancellation=True,  # a client that goes away cancels its upstream call
             access_log=None,  # aiohttp's formatter costs ~15 µs a request; aigw logs its own
-            keepalive_timeout=75,
+            # aiohttp arms this timer at connect and after each response, and closes a
+            # connection that has not delivered a whole request head by then: with
+            # client_timeout it bounds slow headers (slowloris) as well as idle keep-alive.
+            keepalive_timeout=s.client_timeout or 75,
             max_line_size=s.max_line_size,
             max_field_size=s.max_field_size,
             max_headers=s.max_headers,
@@ -48,6 +53,11 @@ class Server:
             self.site = web.TCPSite(self.runner, host or s.host, s.port if port is None else port,
                                     backlog=1024)
         await self.site.start()
+        loops = await self_pointing(self.config, host or s.host, self.port)
+        if loops:
+            await self.stop()
+            raise ConfigError(f"providers.{loops[0]}.base_url",
+                              "points at this gateway's own address (a request loop)")
 
     @property
     def port(self) -> int:
