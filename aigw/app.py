@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import traceback
 
 from aiohttp import web
 
@@ -150,6 +151,11 @@ class Gateway:
             raise NotFound()
         except AigwError as exc:
             return error_response(exc)
+        except Exception as exc:  # the one boundary: an envelope, never a traceback out
+            # Frames only, no message: a message may quote a header value or a URL's ?key=.
+            logger.error("internal error %s at\n%s", type(exc).__name__,
+                         "".join(traceback.format_tb(exc.__traceback__)))
+            return error_response(AigwError())
 
     # ------------------------------------------------------------ /v1/{account}/{gateway}/...
 

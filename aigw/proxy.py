@@ -193,8 +193,14 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
                 feed(chunk)
     except UpstreamCut as exc:
         resp.close()
-        logger.warning("upstream stream cut mid-way (%s)", exc)
+        logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
         await _cut(request, out, wire if ready.is_sse else "")
+        return out
+    except ConnectionError:
+        # The client went away mid-body: drop the upstream, end quietly (aiohttp answers a
+        # write to a closed transport with ClientConnectionResetError; it is not a fault).
+        resp.close()
+        logger.debug("client disconnected mid-response")
         return out
     except BaseException:
         resp.close()  # client gone or handler cancelled: drop the upstream at once
