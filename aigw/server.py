@@ -15,6 +15,7 @@ from aigw.app import Gateway
 from aigw.config import Config
 from aigw.errors import ConfigError
 from aigw.guard import self_pointing
+from aigw.logsafe import http_logger
 
 logger = logging.getLogger("aigw.server")
 
@@ -37,6 +38,7 @@ class Server:
             self.gateway.handle,
             handler_cancellation=True,  # a client that goes away cancels its upstream call
             access_log=None,  # aiohttp's formatter costs ~15 µs a request; aigw logs its own
+            logger=http_logger(),  # parse errors logged without the request line (secrets)
             # aiohttp arms this timer at connect and after each response, and closes a
             # connection that has not delivered a whole request head by then: with
             # client_timeout it bounds slow headers (slowloris) as well as idle keep-alive.
