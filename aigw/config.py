@@ -118,7 +118,7 @@ class StoreSpec:
 class LogsSpec:
     backend: str = "sqlite"  # sqlite | postgres | off
     path: str = "aigw-logs.sqlite"
-    dsn: str = ""
+    dsn: str = field(default="", repr=False)  # holds a password: never in repr(config)
     max_rows: int = 10_000_000
     max_age_days: int = 0  # 0 = keep
     log_management_strategy: str = "DELETE_OLDEST"
