@@ -43,6 +43,9 @@ class Server:
             # connection that has not delivered a whole request head by then: with
             # client_timeout it bounds slow headers (slowloris) as well as idle keep-alive.
             keepalive_timeout=s.client_timeout or 75,
+            # after a 408/413 aiohttp reads and drops the unread body for this long before
+            # closing (so the client sees the answer, not a reset): bounded the same way
+            lingering_time=min(s.client_timeout or 10.0, 10.0),
             max_line_size=s.max_line_size,
             max_field_size=s.max_field_size,
             max_headers=s.max_headers,
