@@ -42,8 +42,13 @@ class LogRow:
     __slots__ = COLUMNS + ("secrets",)
 
     def __init__(self, log_id: str | None = None, created_at: int | None = None) -> None:
-        self.created_at = time.time_ns() // 1_000_000 if created_at is None else created_at
-        self.id = uuid7(self.created_at) if log_id is None else log_id
+        if created_at is None:
+            ns = time.time_ns()
+            self.created_at = ns // 1_000_000
+            self.id = uuid7(ns=ns) if log_id is None else log_id
+        else:
+            self.created_at = created_at
+            self.id = uuid7(created_at) if log_id is None else log_id
         self.account = ""
         self.gateway = ""
         self.provider = ""
