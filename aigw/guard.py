@@ -14,10 +14,10 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from urllib.parse import urlsplit
 
 from aigw.config import Config
 from aigw.errors import LoopDetected
-from aigw.paths import _split
 
 logger = logging.getLogger("aigw.guard")
 
@@ -86,8 +86,12 @@ async def self_pointing(config: Config, host: str, port: int) -> list[str]:
         listen |= await _addresses(loop, socket.gethostname(), port)
     out = []
     for slug, p in config.providers.items():
-        _, phost, pport, _ = _split(p.base_url)
-        if pport != port or "{" in phost:
+        if "{" in p.base_url.partition("://")[2].partition("/")[0]:
+            continue  # a host from the request (Azure, Bedrock): checked per request instead
+        u = urlsplit(p.base_url)
+        phost = u.hostname or ""
+        pport = u.port or (443 if u.scheme == "https" else 80)
+        if pport != port:
             continue
         if phost.lower() == host.lower() or any(
                 _is_local(ip, listen, wildcard) for ip in await _addresses(loop, phost, pport)):
