@@ -204,3 +204,20 @@ def _leaking_records(caplog) -> list[tuple[str, str]]:
     """(logger, message head) of every record that quotes a canary, for the failure text."""
     return [(r.name, r.getMessage()[:300]) for r in caplog.records
             if _found(r.getMessage() + (r.exc_text or ""))]
+
+
+async def test_an_internal_error_is_a_500_envelope_logged_without_its_message(
+        make_gateway, upstream, monkeypatch, caplog):
+    from aigw.app import Gateway
+
+    async def broken(self, *args):
+        raise KeyError(f"Bearer {C['authz']}")
+
+    monkeypatch.setattr(Gateway, "_passthrough", broken)
+    gw = await make_gateway()
+    caplog.set_level(logging.DEBUG)
+    async with gw.post("/v1/acct/gw/openai/chat/completions", data=b"{}") as r:
+        env = _json.loads(await r.read())
+    assert r.status == 500 and env["name"] == "AiGatewayError" and env["internalCode"] == 2999
+    assert "KeyError" in caplog.text and "broken" in caplog.text
+    assert _found(caplog.text) == [] and _found(_json.dumps(env).decode()) == []

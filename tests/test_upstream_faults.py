@@ -8,6 +8,7 @@ well-behaved server would: resets, stalls, short bodies, garbage, broken chunkin
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import aiohttp
@@ -15,7 +16,7 @@ import pytest
 
 from aigw import _json
 
-from conftest import base_config
+from conftest import Reply, base_config
 
 SSE_EVENT = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 JSON_OK = b'{"ok":true}'
@@ -292,8 +293,9 @@ async def test_mixed_faults_concurrently_leak_nothing(fgw, faults):
     assert "active 0" in repr(pools)
 
 
-async def test_client_disconnect_mid_stream_releases_the_upstream(fgw, faults):
-    """A client that hangs up during a stalled stream frees its upstream connection."""
+async def test_client_disconnect_mid_stream_releases_the_upstream(fgw, faults, caplog):
+    """A client that hangs up during a stream frees its upstream connection, quietly."""
+    caplog.set_level(logging.WARNING)
     reader, writer = await asyncio.open_connection("127.0.0.1", fgw.server.port)
     writer.write(b"POST /v1/acct/gw/custom-fault/stall-after-first/x HTTP/1.1\r\n"
                  b"Host: gw\r\nContent-Length: 2\r\n\r\n{}")
@@ -304,6 +306,25 @@ async def test_client_disconnect_mid_stream_releases_the_upstream(fgw, faults):
     writer.transport.abort()
     counts = await _settled(fgw)
     assert all(a == 0 for a, _ in counts.values()), counts
+
+
+async def test_client_disconnect_while_writing_logs_no_traceback(fgw, upstream, caplog):
+    """A write to a client that went away ends the response; it is not an error (it was
+    logged as 'Error handling request' with a traceback, once per disconnect)."""
+    caplog.set_level(logging.DEBUG)
+    upstream.script("/v1/chat", Reply(chunks=[b"data: {}\n\n"] * 400, chunk_delay=0.002,
+                                      headers={"Content-Type": "text/event-stream"}))
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", fgw.server.port)
+        writer.write(b"POST /v1/acct/gw/openai/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+                     b"Content-Length: 2\r\n\r\n{}")
+        async with asyncio.timeout(3):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+        await asyncio.sleep(0.1)
+    counts = await _settled(fgw)
+    assert all(a == 0 for a, _ in counts.values()), counts
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 @pytest.mark.parametrize("fault", ["stall-before", "stall-after-head", "truncated-stall"])
