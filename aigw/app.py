@@ -48,7 +48,7 @@ def error_response(exc: AigwError) -> web.Response:
     body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
     resp = web.Response(status=exc.status, body=body, headers=headers)
     if exc.status in (408, 413):
-        resp.force_close()  # the rest of the body is not worth reading (or waiting for)
+        resp.force_close()  # no keep-alive: the unread body is drained (bounded), then closed
     return resp
 
 
