@@ -11,7 +11,8 @@ response head. Every `--sample` seconds it records the gateway's VmRSS and open 
 
 Pass criteria (printed, and the exit status): every request sent got a response head
 (`answered == sent`), RSS after warm-up grew by less than 5%, the descriptor count after
-the load (clients gone) is no higher than during warm-up, and the gateway logged no traceback. All traffic stays on 127.0.0.1;
+the load (clients gone) is no higher than during warm-up, and the gateway logged no
+traceback. All traffic stays on 127.0.0.1;
 the run stops at `--requests` or `--max-seconds`, whichever comes first.
 """
 
@@ -232,10 +233,10 @@ base_url = "http://127.0.0.1:{mock}/v1"
 base_url = "http://127.0.0.1:{mock}"
 
 [logs]
-backend = "sqlite"
-path = "{db}"
-max_rows = 200000
+{logs}
 """
+LOGS_SQLITE = 'backend = "sqlite"\npath = "{db}"\nmax_rows = 200000'
+LOGS_OFF = 'backend = "off"'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,12 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=100_000, help="requests before the RSS baseline")
     ap.add_argument("--max-seconds", type=float, default=4 * 3600)
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "soak.json")
+    ap.add_argument("--logs", choices=("sqlite", "off"), default="sqlite",
+                    help="the gateway's log store (sqlite: a row per attempt, capped at 200k)")
     args = ap.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="aigw-soak-") as tmp:
         mport, gport = free_port(), free_port()
         cfg = Path(tmp) / "aigw.toml"
-        cfg.write_text(CONFIG.format(port=gport, mock=mport, db=Path(tmp) / "logs.sqlite"))
+        db = Path(tmp) / "logs.sqlite"
+        logs = LOGS_OFF if args.logs == "off" else LOGS_SQLITE.format(db=db)
+        cfg.write_text(CONFIG.format(port=gport, mock=mport, logs=logs))
         mock = subprocess.Popen([sys.executable, str(BENCH / "mock_upstream.py"), "--port",
                                  str(mport)], env=env, stdout=subprocess.DEVNULL)
         gw_log = open(Path(tmp) / "aigw.log", "wb")
@@ -273,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     result["gateway_log_tail"] = log[-600:].decode("utf-8", "replace")
     result["pass"] = result["pass"] and result["gateway_log_tracebacks"] == 0
     result["python"] = sys.version.split()[0]
+    result["logs"] = args.logs
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
