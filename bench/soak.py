@@ -166,13 +166,19 @@ async def worker(kinds: list[Kind], offset: int, budget: list[int], deadline: fl
             writer.close()
 
 
-def sample(pid: int) -> tuple[int, int]:
-    """(VmRSS in KiB, open descriptors) of a process."""
-    rss = 0
+def sample(pid: int) -> tuple[int, int, int]:
+    """(VmRSS KiB, RssAnon KiB, open descriptors) of a process.
+
+    VmRSS also counts file pages mapped by the process (SQLite's WAL index is an mmapped
+    file); RssAnon is the heap alone, which is where a leak would show.
+    """
+    rss = anon = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        elif line.startswith("RssAnon:"):
+            anon = int(line.split()[1])
+    return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def drive(port: int, pid: int, total: int, connections: int, every: float,
@@ -184,15 +190,15 @@ async def drive(port: int, pid: int, total: int, connections: int, every: float,
     start = time.monotonic()
     deadline = start + max_seconds
     samples: list[dict[str, Any]] = []
-    rss0, fd0 = sample(pid)
+    rss0, anon0, fd0 = sample(pid)
     tasks = [asyncio.create_task(worker(kinds, c * 7, budget, deadline, tally))
              for c in range(connections)]
     warm: dict[str, Any] | None = None
     while not all(t.done() for t in tasks):
         await asyncio.sleep(every)
-        rss, fds = sample(pid)
+        rss, anon, fds = sample(pid)
         row = {"t": round(time.monotonic() - start, 1), "sent": tally.sent,
-               "answered": tally.answered, "rss_kib": rss, "fds": fds}
+               "answered": tally.answered, "rss_kib": rss, "anon_kib": anon, "fds": fds}
         samples.append(row)
         if warm is None and tally.sent >= warmup:
             warm = row
@@ -201,9 +207,9 @@ async def drive(port: int, pid: int, total: int, connections: int, every: float,
         t.result()  # a worker that crashed is a failed run
     elapsed = time.monotonic() - start
     await asyncio.sleep(2.0)  # let the gateway notice the closed client connections
-    rss_end, fd_end = sample(pid)
+    rss_end, anon_end, fd_end = sample(pid)
     if warm is None:
-        warm = samples[-1] if samples else {"rss_kib": rss0, "fds": fd0}
+        warm = samples[-1] if samples else {"rss_kib": rss0, "anon_kib": anon0, "fds": fd0}
     growth = (rss_end - warm["rss_kib"]) / warm["rss_kib"]
     fd_peak = max((s["fds"] for s in samples), default=fd0)
     return {
@@ -213,7 +219,10 @@ async def drive(port: int, pid: int, total: int, connections: int, every: float,
         "rps": round(tally.sent / elapsed, 1) if elapsed else 0.0,
         "rss_kib": {"start": rss0, "warm": warm["rss_kib"], "end": rss_end,
                     "max": max((s["rss_kib"] for s in samples), default=rss0)},
+        "anon_kib": {"start": anon0, "warm": warm["anon_kib"], "end": anon_end,
+                     "max": max((s["anon_kib"] for s in samples), default=anon0)},
         "rss_growth_after_warmup": round(growth, 4),
+        "anon_growth_after_warmup": round((anon_end - warm["anon_kib"]) / warm["anon_kib"], 4),
         "fds": {"start": fd0, "warm": warm["fds"], "peak_under_load": fd_peak,
                 "after_load": fd_end},
         "pass": (tally.answered == tally.sent and growth < 0.05 and fd_end <= warm["fds"]),
