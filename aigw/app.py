@@ -7,8 +7,11 @@ Routing is a string split, not a router: the whole wire API is four path shapes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+import sys
+import traceback
 
 from aiohttp import web
 
@@ -21,8 +24,10 @@ from aigw.compat import CompatError
 from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec, ProviderConfig
 from aigw.errors import (
-    AigwError, InvalidProvider, MethodNotAllowed, NotFound, PayloadTooLarge, UnknownGateway,
+    AigwError, ClientTimeout, InvalidProvider, MethodNotAllowed, NotFound, Overloaded,
+    PayloadTooLarge, UnknownGateway,
 )
+from aigw.guard import HOP_HEADER, HopGuard
 from aigw.headers import upstream_headers
 from aigw.paths import UpstreamBase, check_id, check_path, check_query
 from aigw.policy.auth import AUTH_HEADER
@@ -48,7 +53,10 @@ def error_response(exc: AigwError) -> web.Response:
     headers.update(exc.headers)
     # A compat parameter refusal is read by OpenAI clients: it takes OpenAI's error shape.
     body = exc.openai_body() if isinstance(exc, CompatError) else exc.body()
-    return web.Response(status=exc.status, body=body, headers=headers)
+    resp = web.Response(status=exc.status, body=body, headers=headers)
+    if exc.status in (408, 413):
+        resp.force_close()  # no keep-alive: the unread body is drained (bounded), then closed
+    return resp
 
 
 class Provider:
@@ -84,6 +92,11 @@ class Gateway:
         self.draining = False
         self.max_body = config.server.max_body_bytes
         self.max_steps = config.server.max_steps
+        self.hop = HopGuard(config.instance)
+        # Shedding: more than this many /v1 requests in flight get 503 at once (per worker).
+        self.max_inflight = config.server.max_concurrent_requests or sys.maxsize
+        self.inflight = 0
+        self.client_timeout = config.server.client_timeout or None
         self.metrics = GatewayMetrics()
         self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix,
                                      metrics=self.metrics)
@@ -126,7 +139,13 @@ class Gateway:
         path = request.raw_path
         try:
             if path.startswith("/v1/"):
-                return await self._v1(request, path)
+                if self.inflight >= self.max_inflight:
+                    raise Overloaded()
+                self.inflight += 1
+                try:
+                    return await self._v1(request, path)
+                finally:
+                    self.inflight -= 1
             if path.startswith("/client/v4/accounts/"):
                 parts = split_api_path(path.partition("?")[0])
                 if parts is None:
@@ -144,6 +163,11 @@ class Gateway:
             raise NotFound()
         except AigwError as exc:
             return error_response(exc)
+        except Exception as exc:  # the one boundary: an envelope, never a traceback out
+            # Frames only, no message: a message may quote a header value or a URL's ?key=.
+            logger.error("internal error %s at\n%s", type(exc).__name__,
+                         "".join(traceback.format_tb(exc.__traceback__)))
+            return error_response(AigwError())
 
     # ------------------------------------------------------------ /v1/{account}/{gateway}/...
 
@@ -159,22 +183,26 @@ class Gateway:
         gp = self.runtime.policy(gw)
         if gp.auth is not None:  # before anything else: nothing goes upstream unauthenticated
             gp.auth(request.headers.get(AUTH_HEADER))
+        seen = request.headers.get(HOP_HEADER)
+        if seen is not None:
+            seen = ",".join(request.headers.getall(HOP_HEADER))
+        hop = self.hop.outgoing(seen)
         # The cache is scoped by account and gateway; the rate limit by gateway alone (the
         # account segment is free text: varying it must not buy a fresh limit).
         scope = f"{account}/{gateway_id}"
         if len(parts) == 2 or (len(parts) == 3 and parts[2] == ""):
             if request.method != "POST":
                 raise MethodNotAllowed("The universal endpoint takes POST")
-            return await self._universal(request, account, gateway_id, gw, gp, scope)
+            return await self._universal(request, account, gateway_id, gw, gp, scope, hop)
         if parts[2] == "compat":
             return await self._compat(request, account, gateway_id, gw, gp, scope,
-                                      parts[3] if len(parts) == 4 else "")
+                                      parts[3] if len(parts) == 4 else "", hop)
         provider = self.providers.get(parts[2])
         if provider is None:
             raise InvalidProvider()
         rest = check_path(parts[3]) if len(parts) == 4 else ""
         return await self._passthrough(request, account, gateway_id, gw, gp, scope, provider,
-                                       rest, check_query(query))
+                                       rest, check_query(query), hop)
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
         length = request.content_length
@@ -182,6 +210,15 @@ class Gateway:
             raise PayloadTooLarge()
         if not request.body_exists:
             return b""
+        if self.client_timeout is None:
+            return await self._read_chunks(request)
+        try:
+            async with asyncio.timeout(self.client_timeout):
+                return await self._read_chunks(request)
+        except TimeoutError:
+            raise ClientTimeout() from None
+
+    async def _read_chunks(self, request: web.BaseRequest) -> bytes:
         chunks = []
         size = 0
         while True:
@@ -199,7 +236,7 @@ class Gateway:
 
     async def _passthrough(self, request: web.BaseRequest, account: str, gateway_id: str,
                            gw: GatewaySpec, gp: GatewayPolicy, scope: str, provider: Provider,
-                           rest: str, query: str) -> web.StreamResponse:
+                           rest: str, query: str, hop: bytes) -> web.StreamResponse:
         headers = request.headers
         policy = from_headers(self._policy(gw), headers.get)
         cache = parse_cache_headers(headers.get, gw)
@@ -216,11 +253,11 @@ class Gateway:
                               body or None, policy, 0)
 
         async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
-            return await proxy.run(request, [target], False, rec, extra, capture)
+            return await proxy.run(request, [target], False, rec, extra, capture, hop)
 
         if cache is None:
             if not gp.limit:  # nothing to do: no closure call, no store
-                return await proxy.run(request, [target], False, rec)
+                return await proxy.run(request, [target], False, rec, hop=hop)
             return await self.runtime.limited(gp, gateway_id, go)
         key = None
         if not cache.skip:
@@ -233,7 +270,7 @@ class Gateway:
 
     async def _compat(self, request: web.BaseRequest, account: str, gateway_id: str,
                       gw: GatewaySpec, gp: GatewayPolicy, scope: str,
-                      endpoint: str) -> web.StreamResponse:
+                      endpoint: str, hop: bytes) -> web.StreamResponse:
         if endpoint == "models":
             return self.compat.models_response(request.method)
         rec = self._recorder(request, account, gateway_id, gw, "compat")
@@ -243,7 +280,7 @@ class Gateway:
                                     request.headers, request.raw_headers, policy)
 
         async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
-            return await proxy.run(request, [target], False, rec, extra, capture)
+            return await proxy.run(request, [target], False, rec, extra, capture, hop)
 
         # Compat answers are translated by their own relay and not cached.
         return await self.runtime.limited(gp, gateway_id, go)
@@ -253,7 +290,8 @@ class Gateway:
         return slug == "compat" or slug in self.providers
 
     async def _universal(self, request: web.BaseRequest, account: str, gateway_id: str,
-                         gw: GatewaySpec, gp: GatewayPolicy, scope: str) -> web.StreamResponse:
+                         gw: GatewaySpec, gp: GatewayPolicy, scope: str,
+                         hop: bytes) -> web.StreamResponse:
         rec = self._recorder(request, account, gateway_id, gw, "universal")
         body = await self._read_body(request)
         raw_steps = parse_steps(body, self.max_steps)
@@ -286,11 +324,11 @@ class Gateway:
                                         provider.add_defaults(s.headers), s.body, s.policy,
                                         s.index))
         async def go(extra: Extra, capture: Capture | None) -> web.StreamResponse:
-            return await proxy.run(request, targets, True, rec, extra, capture)
+            return await proxy.run(request, targets, True, rec, extra, capture, hop)
 
         try:
             if not cache_steps and not gp.limit:
-                return await proxy.run(request, targets, True, rec)
+                return await proxy.run(request, targets, True, rec, hop=hop)
             if cache_steps:
                 return await self.runtime.cached(request, gp, gateway_id, cache_steps, go, True,
                                                  _hit_logger(rec, targets))

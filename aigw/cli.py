@@ -78,6 +78,9 @@ def _serve(args: argparse.Namespace, cfg: config_mod.Config, path: str | None) -
             return asyncio.run(sup.run())
         serve(cfg, ServeOptions(config_path=path, host=args.host, port=args.port))
         return 0
+    except ConfigError as exc:  # found at start-up, e.g. a provider pointing at the gateway
+        sys.stderr.write(f"aigw: config error: {exc}\n")
+        return 2
     finally:
         listener.stop()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -118,7 +119,7 @@ class StoreSpec:
 class LogsSpec:
     backend: str = "sqlite"  # sqlite | postgres | off
     path: str = "aigw-logs.sqlite"
-    dsn: str = ""
+    dsn: str = field(default="", repr=False)  # holds a password: never in repr(config)
     max_rows: int = 10_000_000
     max_age_days: int = 0  # 0 = keep
     log_management_strategy: str = "DELETE_OLDEST"
@@ -153,6 +154,8 @@ class Config:
     log: LogSpec = field(default_factory=LogSpec)
     prices: Any = None  # aigw.cost.PriceTable: the bundled table with [prices] applied
     source: str = "<defaults>"
+    # Random per loaded config, so forked workers share it: the loop guard's `x-aigw-hop` id.
+    instance: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def gateway(self, gateway_id: str) -> GatewaySpec | None:
         """The spec for a gateway id, or None when gateways are configured and it is unknown."""

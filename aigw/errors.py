@@ -15,6 +15,9 @@ whether an attempt that failed with it may be retried.
     ├── Unauthorized               401 / 2009
     ├── RateLimited                429 / 2003
     ├── NotFound / MethodNotAllowed
+    ├── Overloaded                 503 / 2911 (shed: over server.max_concurrent_requests)
+    ├── LoopDetected               508 / 2912 (x-aigw-hop: this gateway already saw it)
+    ├── ClientTimeout              408 / 2913 (body slower than server.client_timeout)
     └── UpstreamFailure            502 / 504: every attempt ended without a response
 
 Cloudflare's envelope (reference section 9):
@@ -162,9 +165,28 @@ class RateLimited(AigwError):
 
 
 class Overloaded(AigwError):
+    """More requests in flight than `server.max_concurrent_requests`: shed, not queued."""
+
     status = 503
     code = 2911
     message = "Gateway overloaded, try again"
+    headers = (("Retry-After", "1"),)
+
+
+class LoopDetected(AigwError):
+    """The request already went through this gateway, or through too many gateways."""
+
+    status = 508
+    code = 2912
+    message = "Loop detected: the request already passed through this gateway"
+
+
+class ClientTimeout(AigwError):
+    """The client did not send its request body within `server.client_timeout`."""
+
+    status = 408
+    code = 2913
+    message = "Request body not received in time"
 
 
 class UpstreamFailure(AigwError):

@@ -21,6 +21,8 @@ from typing import Any
 
 import httptools
 
+_IDLE_HEAD = "upstream sent no response head for stream_idle_timeout"
+_IDLE_BODY = "upstream sent nothing for stream_idle_timeout"
 _HIGH_WATER = 1 << 18  # pause reading the upstream past this many unread bytes
 _LOW_WATER = 1 << 16
 
@@ -31,6 +33,15 @@ class UpstreamError(Exception):
 
 class UpstreamCut(UpstreamError):
     """The body ended before the message did (reset or truncated)."""
+
+
+class UpstreamIdle(UpstreamCut):
+    """The upstream sent nothing for `read_timeout` (`server.stream_idle_timeout`)."""
+
+
+def _expire(fut: asyncio.Future[Any], message: str) -> None:
+    if not fut.done():
+        fut.set_exception(UpstreamIdle(message))
 
 
 class Connection(asyncio.Protocol):
@@ -270,15 +281,17 @@ class Response:
                 raise self._exc
             if self.done:
                 return b""
-            self._waiter = self.conn.pool.loop.create_future()
-            idle = self.conn.pool.read_timeout
-            if idle:
+            pool = self.conn.pool
+            waiter = self._waiter = pool.loop.create_future()
+            if pool.read_timeout:
+                # call_later rather than wait_for: one timer handle, no wrapper task
+                timer = pool.loop.call_later(pool.read_timeout, _expire, waiter, _IDLE_BODY)
                 try:
-                    await asyncio.wait_for(self._waiter, idle)
-                except TimeoutError:
-                    raise UpstreamCut("upstream sent nothing for stream_idle_timeout") from None
+                    await waiter
+                finally:
+                    timer.cancel()
             else:
-                await self._waiter
+                await waiter
 
     async def read(self, limit: int | None = None) -> bytes:
         """The rest of the body (up to `limit` bytes, the rest is dropped)."""
@@ -431,7 +444,17 @@ class OriginPool:
                 raise
             conn._slot = bool(self.limit)
             try:
-                return await conn.send(payload, head_only)
+                fut = conn.send(payload, head_only)
+                if not self.read_timeout:
+                    return await fut
+                timer = self.loop.call_later(self.read_timeout, _expire, fut, _IDLE_HEAD)
+                try:
+                    return await fut
+                finally:
+                    timer.cancel()
+            except UpstreamIdle:
+                conn.abort()
+                raise
             except UpstreamError:
                 # A kept-alive connection the upstream had already closed: retry once on
                 # a fresh one, but only if not a byte of response came back.

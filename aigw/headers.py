@@ -12,9 +12,10 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
-# Never forwarded upstream: hop-by-hop, the client's Host, framing, and the gateway's own.
-_DROP_UP = HOP_BY_HOP | {"host", "content-length", "expect",
-                         "cf-cache-ttl", "cf-skip-cache"}  # legacy cache control names
+# Never forwarded upstream: hop-by-hop, the client's Host, framing, the legacy cache-control
+# names, and the gateway's own (`x-aigw-hop` is rebuilt by the loop guard, aigw.guard).
+_DROP_UP = HOP_BY_HOP | {"host", "content-length", "expect", "cf-cache-ttl", "cf-skip-cache",
+                         "x-aigw-hop"}
 # Never copied back from the upstream: hop-by-hop and framing (aiohttp sets its own).
 DROP_DOWN = HOP_BY_HOP | {"content-length"}
 DROP_DOWN_B = frozenset(h.encode() for h in DROP_DOWN)

@@ -25,6 +25,8 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # Characters that are safe as-is in a path remainder; anything else takes the slow check.
 _PLAIN = re.compile(r"^[A-Za-z0-9_.~@:+,;=!$'()*/-]*$")
 _QUERY_BAD = re.compile(r"[\x00-\x20\x7f#\\]")
+# `%` not followed by two hex digits: IIS-style `%u002e` or junk; never forwarded.
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def check_id(value: str) -> str:
@@ -44,7 +46,8 @@ def _bad_segments(text: str) -> bool:
     if norm != text and ("\\" in norm or "//" in norm or norm.startswith("/")):
         return True
     for seg in norm.split("/"):
-        if seg in (".", "..") or seg.strip() in (".", ".."):
+        # `..;x` is a dot segment to servlet containers (path parameters are dropped first)
+        if seg in (".", "..") or seg.split(";", 1)[0].strip() in (".", ".."):
             return True
     first = norm.split("/", 1)[0]
     if _SCHEME.match(first) or ("@" in first[1:]):
@@ -65,6 +68,8 @@ def check_path(rest: str) -> str:
                 or "/../" in wrapped or _SCHEME.match(first) or "@" in first[1:]):
             raise InvalidPath()
         return rest
+    if "#" in rest or _BAD_PERCENT.search(rest):
+        raise InvalidPath("Invalid endpoint: fragment or malformed percent-encoding")
     text = rest
     for _ in range(4):  # double and triple encodings
         if _bad_segments(text):

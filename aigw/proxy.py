@@ -18,7 +18,7 @@ from aiohttp import web
 
 from aigw import sse
 from aigw.errors import UpstreamFailure, UpstreamTimeout
-from aigw.h1 import OriginPool, Response, UpstreamCut, UpstreamError, encode_headers
+from aigw.h1 import OriginPool, Response, UpstreamCut, UpstreamError, UpstreamIdle, encode_headers
 from aigw.headers import DROP_DOWN_B
 from aigw.policy.tee import Capture
 from aigw.retry import RetryPolicy, is_retryable, parse_retry_after
@@ -112,8 +112,8 @@ async def _peek_first_event(resp: Response) -> bytes:
     return buf
 
 
-async def _attempt(t: Target) -> Ready | Failure:
-    resp = await t.pool.request(t.method, t.target, encode_headers(t.headers), t.body)
+async def _attempt(t: Target, hop: bytes) -> Ready | Failure:
+    resp = await t.pool.request(t.method, t.target, encode_headers(t.headers) + hop, t.body)
     try:
         status = resp.status
         if status < 200 or status >= 300:
@@ -143,15 +143,19 @@ async def _attempt(t: Target) -> Ready | Failure:
         raise
 
 
-async def attempt(t: Target) -> Ready | Failure:
-    """One try of a target, bounded by its time-to-first-byte limit."""
+async def attempt(t: Target, hop: bytes = b"") -> Ready | Failure:
+    """One try of a target, bounded by its time-to-first-byte limit.
+
+    `hop` is the loop guard's `x-aigw-hop` header line (aigw.guard), sent on every attempt.
+    """
     timeout = t.policy.timeout_ms / 1000.0 if t.policy.timeout_ms else None
     try:
         if timeout is None:
-            return await _attempt(t)
+            return await _attempt(t, hop)
         async with asyncio.timeout(timeout):
-            return await _attempt(t)
-    except TimeoutError:
+            return await _attempt(t, hop)
+    except (TimeoutError, UpstreamIdle):
+        # stream_idle_timeout before the commit point is a timeout: it falls back
         return Failure(None, "timeout")
     except (UpstreamError, OSError) as exc:
         # Only the class name is kept: a message may quote the URL (and its ?key=).
@@ -205,8 +209,14 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
                 feed(chunk)
     except UpstreamCut as exc:
         resp.close()
-        logger.warning("upstream stream cut mid-way (%s)", exc)
+        logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
         await _cut(request, out, wire if ready.is_sse else "")
+        return out
+    except ConnectionError:
+        # The client went away mid-body: drop the upstream, end quietly (aiohttp answers a
+        # write to a closed transport with ClientConnectionResetError; it is not a fault).
+        resp.close()
+        logger.debug("client disconnected mid-response")
         return out
     except BaseException:
         resp.close()  # client gone or handler cancelled: drop the upstream at once
@@ -260,7 +270,7 @@ def all_failed(outcomes: list[dict[str, Any]], last: Failure) -> UpstreamFailure
 
 async def run(request: web.BaseRequest, targets: list[Target],
               universal: bool, rec: Any = None, extra: tuple[tuple[str, str], ...] = (),
-              capture: Capture | None = None) -> web.StreamResponse:
+              capture: Capture | None = None, hop: bytes = b"") -> web.StreamResponse:
     """Try each target in order, with its retries; commit the first ready response.
 
     `rec` (an aigw.logstore.capture.Recorder) gets one report per attempt. `extra` headers
@@ -277,7 +287,7 @@ async def run(request: web.BaseRequest, targets: list[Target],
         policy = t.policy
         for n in range(1, policy.max_attempts + 1):
             started = clock()
-            res = await attempt(t)
+            res = await attempt(t, hop)
             if isinstance(res, Ready):
                 extra = base_extra + (("cf-aig-step", str(t.step)),) if universal else base_extra
                 if rec is None:

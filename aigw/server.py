@@ -24,6 +24,8 @@ from aigw.config import Config
 from aigw.errors import ConfigError
 from aigw.notify import Notifier
 from aigw.policy.auth import warn_exposed
+from aigw.guard import self_pointing
+from aigw.logsafe import http_logger
 
 logger = logging.getLogger("aigw.server")
 
@@ -95,7 +97,14 @@ class Server:
         server = web.Server(
             self._handle,
             handler_cancellation=True,  # a client that goes away cancels its upstream call
-            keepalive_timeout=75,
+            logger=http_logger(),  # parse errors logged without the request line (secrets)
+            # aiohttp arms this timer at connect and after each response, and closes a
+            # connection that has not delivered a whole request head by then: with
+            # client_timeout it bounds slow headers (slowloris) as well as idle keep-alive.
+            keepalive_timeout=s.client_timeout or 75,
+            # after a 408/413 aiohttp reads and drops the unread body for this long before
+            # closing (so the client sees the answer, not a reset): bounded the same way
+            lingering_time=min(s.client_timeout or 10.0, 10.0),
             max_line_size=s.max_line_size,
             max_field_size=s.max_field_size,
             max_headers=s.max_headers,
@@ -109,6 +118,11 @@ class Server:
             self.site = web.TCPSite(self.runner, host or s.host, s.port if port is None else port,
                                     backlog=1024)
         await self.site.start()
+        loops = await self_pointing(self.config, host or s.host, self.port)
+        if loops:
+            await self.stop()
+            raise ConfigError(f"providers.{loops[0]}.base_url",
+                              "points at this gateway's own address (a request loop)")
 
     @property
     def port(self) -> int:

@@ -114,7 +114,8 @@ def free_port() -> int:
 @pytest.fixture
 async def upstream():
     mock = MockUpstream()
-    server = web.Server(mock.handle, handler_cancellation=True)
+    # no access log: the secrets test reads every log record, and these are the mock's
+    server = web.Server(mock.handle, handler_cancellation=True, access_log=None)
     runner = web.ServerRunner(server)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

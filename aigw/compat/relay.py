@@ -85,6 +85,9 @@ class TranslatingRelay:
             logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
             await _cut(request, out, tr.error_event("upstream stream interrupted"))
             return out
+        except ConnectionError:  # the client went away: drop the upstream, end quietly
+            resp.close()
+            return out
         except BaseException:
             resp.close()  # client gone or handler cancelled: drop the upstream at once
             raise

@@ -11,13 +11,13 @@ import operator
 import re
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "parse_metadata", "collect_flags", "redact_url",
+__all__ = ["LogRow", "COLUMNS", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -42,8 +42,13 @@ class LogRow:
     __slots__ = COLUMNS + ("secrets",)
 
     def __init__(self, log_id: str | None = None, created_at: int | None = None) -> None:
-        self.created_at = time.time_ns() // 1_000_000 if created_at is None else created_at
-        self.id = uuid7(self.created_at) if log_id is None else log_id
+        if created_at is None:
+            ns = time.time_ns()
+            self.created_at = ns // 1_000_000
+            self.id = uuid7(ns=ns) if log_id is None else log_id
+        else:
+            self.created_at = created_at
+            self.id = uuid7(created_at) if log_id is None else log_id
         self.account = ""
         self.gateway = ""
         self.provider = ""
@@ -95,11 +100,13 @@ class LogRow:
 
     def redact(self) -> None:
         """Scrub secrets from the path and body heads (run by the writer, off the hot path)."""
-        self.path = redact_url(self.path, self.secrets)
+        # A `?key=` value is a secret too: a provider's error body may quote it back.
+        secrets = self.secrets + query_secrets(self.path)
+        self.path = redact_url(self.path, secrets)
         if self.request_body:
-            self.request_body = redact_body(self.request_body, self.secrets)
+            self.request_body = redact_body(self.request_body, secrets)
         if self.response_body:
-            self.response_body = redact_body(self.response_body, self.secrets)
+            self.response_body = redact_body(self.response_body, secrets)
         self.secrets = ()
 
     def values(self) -> tuple[Any, ...]:
@@ -180,6 +187,21 @@ _JSON_SECRET = re.compile(
     rb'(?:[^"\\]|\\.)*(")', re.IGNORECASE)
 # Bearer tokens and common key shapes anywhere in a body head.
 _TOKEN_SHAPES = re.compile(rb"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}")
+
+
+def query_secrets(url: str) -> tuple[str, ...]:
+    """Values of credential query parameters (`?key=...`), raw and decoded, 4+ chars."""
+    if "?" not in url:
+        return ()
+    out: list[str] = []
+    for part in url.partition("?")[2].split("&"):
+        name, _, raw = part.partition("=")
+        if name.lower() in SECRET_PARAMS and len(raw) >= 4:
+            out.append(raw)
+            value = unquote_plus(raw)
+            if value != raw:
+                out.append(value)
+    return tuple(out)
 
 
 def redact_url(url: str, secrets: tuple[str, ...] = ()) -> str:
