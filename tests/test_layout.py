@@ -16,7 +16,7 @@ RANKS = {
     "aigw.config": 2, "aigw.cost": 2, "aigw.usage": 2,
     "aigw.sse": 3, "aigw.h1": 3, "aigw.upstream": 3, "aigw.metrics": 3,
     "aigw.logstore": 3, "aigw.store": 3, "aigw.paths": 3, "aigw.retry": 3, "aigw.notify": 3,
-    "aigw.policy": 4, "aigw.proxy": 4, "aigw.guard": 4,
+    "aigw.policy": 4, "aigw.proxy": 4, "aigw.guard": 4, "aigw.logsafe": 1,
     "aigw.universal": 5, "aigw.compat": 5,
     "aigw.app": 6, "aigw.api": 6, "aigw.accesslog": 6,
     "aigw.server": 7, "aigw.supervisor": 8, "aigw.cli": 9, "aigw.__main__": 10,
