@@ -147,9 +147,13 @@ class Attempt:
         self.t = t
         self.row = row
         self.head = head
-        self.complete = complete
         self.started = started
-        self.scanner: SSEUsageScanner | None = None if complete else SSEUsageScanner()
+        # A JSON body read whole is parsed once at the end; anything streamed (or an SSE
+        # reply that happened to arrive whole) is scanned as it goes.
+        streamed = not complete or (row.response_content_type or "").startswith(
+            "text/event-stream")
+        self.complete = not streamed
+        self.scanner: SSEUsageScanner | None = SSEUsageScanner() if streamed else None
         self.size = len(head)
         self.parts: list[bytes] = [head[:rec.head_bytes]] if head else []
         self.room = rec.head_bytes - len(self.parts[0]) if head else rec.head_bytes
