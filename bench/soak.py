@@ -91,8 +91,14 @@ def mix(port: int) -> list[Kind]:
                   hangup=True)
     anth = Kind("anthropic-json", spec("/anthropic/v1/messages", MESSAGES,
                                        ("x-api-key", "sk-ant-soak-0000000000")))
-    return [json_, stream, json_, anth, fb_status, json_, stream, hangup, json_, rate,
-            json_, stream, json_, anth, fb_timeout, json_, stream, cut, json_, json_]
+    # the same body each time: after the first, answered from the response cache
+    cached = Kind("cache-hit-json", spec("/openai/chat/completions", CHAT, AUTH,
+                                         ("cf-aig-cache-ttl", "3600")))
+    cached_stream = Kind("cache-hit-stream", spec("/openai/chat/completions", STREAM, AUTH,
+                                                  ("x-mock-chunks", "8"),
+                                                  ("cf-aig-cache-ttl", "3600")))
+    return [json_, stream, cached, anth, fb_status, json_, stream, hangup, json_, rate,
+            cached_stream, stream, json_, anth, fb_timeout, cached, stream, cut, json_, json_]
 
 
 @dataclass(slots=True)
