@@ -123,7 +123,7 @@ class LogsSpec:
     max_rows: int = 10_000_000
     max_age_days: int = 0  # 0 = keep
     log_management_strategy: str = "DELETE_OLDEST"
-    queue_max: int = 5_000  # ~1 s of rows at full speed; bounds RSS (bench/README.md soak)
+    queue_max: int = 2_000  # ~0.3 s of rows at full speed; bounds RSS (bench/README.md soak)
     batch_size: int = 500
     head_bytes: int = 4096
 

@@ -250,7 +250,7 @@ base_url = "http://127.0.0.1:{mock}"
 [logs]
 {logs}
 """
-LOGS_SQLITE = 'backend = "sqlite"\npath = "{db}"\nmax_rows = 200000\nqueue_max = {queue}'
+LOGS_SQLITE = 'backend = "sqlite"\npath = "{db}"\nmax_rows = 200000\n{queue}'
 LOGS_OFF = 'backend = "off"'
 
 
@@ -265,16 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "soak.json")
     ap.add_argument("--logs", choices=("sqlite", "off"), default="sqlite",
                     help="the gateway's log store (sqlite: a row per attempt, capped at 200k)")
-    ap.add_argument("--log-queue", type=int, default=100_000,
-                    help="logs.queue_max: rows waiting for the writer (the default is 100000)")
+    ap.add_argument("--log-queue", type=int, default=None,
+                    help="logs.queue_max: rows waiting for the writer (default: the gateway's)")
     args = ap.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="aigw-soak-") as tmp:
         mport, gport = free_port(), free_port()
         cfg = Path(tmp) / "aigw.toml"
         db = Path(tmp) / "logs.sqlite"
-        logs = LOGS_OFF if args.logs == "off" else LOGS_SQLITE.format(db=db,
-                                                                       queue=args.log_queue)
+        queue = "" if args.log_queue is None else f"queue_max = {args.log_queue}"
+        logs = LOGS_OFF if args.logs == "off" else LOGS_SQLITE.format(db=db, queue=queue)
         cfg.write_text(CONFIG.format(port=gport, mock=mport, logs=logs))
         mock = subprocess.Popen([sys.executable, str(BENCH / "mock_upstream.py"), "--port",
                                  str(mport)], env=env, stdout=subprocess.DEVNULL)
