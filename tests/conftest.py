@@ -105,6 +105,17 @@ class MockUpstream:
         return resp
 
 
+def odd_chunks(data: bytes, sizes=(1, 7, 3, 64, 2, 500)) -> list[bytes]:
+    """`data` cut at uneven boundaries, to show a relay is byte-exact whatever the chunking."""
+    out, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        out.append(data[i:i + n])
+        i += n
+        k += 1
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

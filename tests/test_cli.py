@@ -13,6 +13,20 @@ import pytest
 from tests.conftest import free_port
 
 
+def wait_healthy(proc, port, within=15.0):
+    """Poll /healthz until it answers 200; fail if the process exits or time runs out."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                assert r.status == 200
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
 def run(*args, env=None, timeout=30):
     return subprocess.run([sys.executable, "-m", "aigw", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
@@ -83,16 +97,7 @@ def test_serve_on_defaults_and_stop_on_sigterm(tmp_path):
                             text=True, env={k: v for k, v in os.environ.items()
                                             if k != "AIGW_CONFIG"})
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        wait_healthy(proc, port)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)
@@ -108,15 +113,7 @@ def test_serve_reads_aigw_config(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "AIGW_CONFIG": str(cfg)})
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
+        wait_healthy(proc, port)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)

@@ -7,7 +7,7 @@ import gzip
 import aiohttp
 
 from aigw import _json
-from tests.conftest import Reply
+from tests.conftest import Reply, odd_chunks
 
 SSE_EVENTS = [
     b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
@@ -15,16 +15,6 @@ SSE_EVENTS = [
     b'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n',
     b"data: [DONE]\n\n",
 ]
-
-
-def odd_chunks(data: bytes, sizes=(1, 7, 3, 64, 2, 500)) -> list[bytes]:
-    out, i, k = [], 0, 0
-    while i < len(data):
-        n = sizes[k % len(sizes)]
-        out.append(data[i:i + n])
-        i += n
-        k += 1
-    return out
 
 
 async def test_json_reply_is_relayed_byte_exact(upstream, gw):

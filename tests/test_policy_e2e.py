@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aigw import _json
-from tests.conftest import Reply
+from tests.conftest import Reply, odd_chunks
 
 TOKEN = "gw-token-0123456789"
 KEY = "sk-stored-openai-0123456789"
@@ -19,16 +19,6 @@ SSE_BODY = (b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
             b'data: {"choices":[{"index":0,"delta":{"content":"lo \xc3\xa9"}}]}\n\n'
             b": keep-alive comment\n\n"
             b"data: [DONE]\n\n")
-
-
-def odd_chunks(data: bytes, sizes=(1, 7, 3, 64, 2, 500)) -> list[bytes]:
-    out, i, k = [], 0, 0
-    while i < len(data):
-        n = sizes[k % len(sizes)]
-        out.append(data[i:i + n])
-        i += n
-        k += 1
-    return out
 
 
 def gateways(**gw_extra):

@@ -82,18 +82,11 @@ class Recorder:
         if not self.do_log:
             return
         row = self._row(t, started, code)
-        row.model = model_from_request(t.body or b"") or \
-            model_from_path(t.wire, t.target.partition("?")[0]) or ""
         if headers is not None:
             for k, v in headers:
                 if k.lower() == "content-type":
                     row.response_content_type = v
-        row.set_bodies((t.body or b"") if self.payload else None,
-                       body if self.payload else None, self.head_bytes)
-        if not self.payload:
-            row.request_size = len(t.body or b"")
-            row.response_size = len(body)
-        self.writer.submit(row)
+        self._finish_row(t, row, body)
 
     def hit(self, t: Any, status: int, ctype: str | None, body: bytes) -> None:
         """A request answered from the cache: a row with cached = true and cost 0."""
@@ -105,6 +98,10 @@ class Recorder:
         row.cached = True
         row.cost = 0.0
         row.response_content_type = ctype
+        self._finish_row(t, row, body)
+
+    def _finish_row(self, t: Any, row: LogRow, body: bytes) -> None:
+        """Model from the request, body heads (or sizes only), and the row to the writer."""
         row.model = model_from_request(t.body or b"") or \
             model_from_path(t.wire, t.target.partition("?")[0]) or ""
         row.set_bodies((t.body or b"") if self.payload else None,
