@@ -209,3 +209,52 @@ async def test_stream_idle_timeout_cuts_a_silent_stream(raw_server):
         await resp.read_chunk()
     resp.close()
     pool.close()
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    return cert, key
+
+
+async def test_tls_upstream_with_verification(tls_files):
+    """Real providers are HTTPS: the pool speaks TLS, verifies the certificate and host."""
+    import ssl
+
+    from aiohttp import web
+
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def handle(request):
+        return web.Response(body=b'{"tls":true}', content_type="application/json")
+
+    runner = web.ServerRunner(web.Server(handle))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        pool = OriginPool("https", "localhost", port, ssl_context=client_ctx)
+        for _ in range(2):
+            resp = await pool.request("GET", "/", b"", None)
+            assert resp.status == 200 and await resp.read() == b'{"tls":true}'
+            resp.release()
+        assert pool.idle == 1  # kept alive over TLS
+        pool.close()
+        # an untrusted certificate is refused before any request is written
+        strict = OriginPool("https", "localhost", port, ssl_context=ssl.create_default_context())
+        with pytest.raises(UpstreamError):
+            await strict.request("GET", "/", b"", None)
+    finally:
+        await runner.cleanup()
