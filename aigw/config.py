@@ -404,6 +404,10 @@ def _logs(raw: Any, env: dict[str, str]) -> LogsSpec:
                                              t["log_management_strategy"],
                                              ("STOP_INSERTING", "DELETE_OLDEST"))
     spec = LogsSpec(**kw)
+    if spec.backend == "sqlite":
+        folder = os.path.dirname(os.path.abspath(spec.path))
+        if not os.path.isdir(folder):
+            raise ConfigError("logs.path", f"folder {folder} does not exist")
     if spec.backend == "postgres" and not spec.dsn:
         raise ConfigError("logs.dsn", "required with backend = \"postgres\"")
     return spec

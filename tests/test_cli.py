@@ -125,3 +125,20 @@ def test_serve_refuses_a_bad_config(tmp_path):
     cfg.write_text('[server]\nport = -1\n')
     r = run("serve", "--config", str(cfg))
     assert r.returncode == 2 and "server.port" in r.stderr
+
+
+def test_serve_refuses_a_log_store_it_cannot_open(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nport = {free_port()}\n[logs]\npath = "{tmp_path}/missing/x.sqlite"\n')
+    r = run("serve", "--config", str(cfg))
+    assert r.returncode == 2 and "logs.path: folder" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_serve_refuses_an_unreachable_postgres_without_quoting_the_dsn(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nport = {free_port()}\n[logs]\nbackend = "postgres"\n'
+                   f'dsn = "postgresql://u:pw-CANARY-123@127.0.0.1:{free_port()}/db"\n')
+    r = run("serve", "--config", str(cfg))
+    assert r.returncode == 2 and "logs.dsn: cannot connect" in r.stderr
+    assert "CANARY" not in r.stderr and "Traceback" not in r.stderr

@@ -15,6 +15,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from aigw.logstore.base import SqlLogStore, schema_sql
 from aigw.logstore.query import POSTGRES
+from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
 from aigw.logstore.row import COLUMNS, LogRow
 
@@ -45,7 +46,13 @@ class PostgresLogStore(SqlLogStore):
 
     async def start(self) -> None:
         """Open the pool and create the table and indexes if they are missing."""
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_max)
+        try:
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1,
+                                                   max_size=self._pool_max)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # the class only: the message may quote the DSN with its password
+            raise ConfigError("logs.dsn", "cannot connect to the log store "
+                              f"({type(exc).__name__})") from None
         async with self._pool.acquire() as conn:
             # One instance at a time creates the schema (the lock ends with the transaction).
             async with conn.transaction():

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from aigw.logstore.base import SqlLogStore, schema_sql
 from aigw.logstore.query import SQLITE
+from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
 from aigw.logstore.row import COLUMNS, LogRow
 
@@ -44,7 +45,11 @@ class SqliteLogStore(SqlLogStore):
 
     async def start(self) -> None:
         """Open the file, switch to WAL and create the schema."""
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError("logs.path", f"cannot open the log store {self.path}: "
+                              f"{exc}") from None
 
     def _open(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
