@@ -123,6 +123,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def procs():
+    """Real `aigw` processes a test starts (tests/procs.py); killed after the test."""
+    started: list = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+@pytest.fixture
 async def upstream():
     mock = MockUpstream()
     # no access log: the secrets test reads every log record, and these are the mock's

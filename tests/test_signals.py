@@ -20,14 +20,6 @@ SSE = {"Content-Type": "text/event-stream"}
 CHUNKS = [b'data: {"n":%d}\n\n' % i for i in range(10)] + [b"data: [DONE]\n\n"]
 
 
-@pytest.fixture
-def procs():
-    started: list[Aigw] = []
-    yield started
-    for p in started:
-        p.kill()
-
-
 async def _stream(s: aiohttp.ClientSession, url: str, started: asyncio.Event | None = None,
                   counter: list[int] | None = None) -> bytes:
     async with s.post(url, data=b'{"stream":true}') as r:

@@ -14,14 +14,6 @@ from tests.procs import Aigw, config_text, free_port, session
 CHAT = "/v1/acct/gw/openai/chat/completions"
 
 
-@pytest.fixture
-def procs():
-    started: list[Aigw] = []
-    yield started
-    for p in started:
-        p.kill()
-
-
 async def _burst(base: str, n: int) -> list[int]:
     async with session() as s:
         async def one() -> int:
