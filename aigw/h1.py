@@ -318,12 +318,22 @@ class Response:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def release(self) -> None:
-        """Done with the response: reuse the connection when the body was read to its end."""
-        self.conn.release()
+        """Done with the response: reuse the connection when the body was read to its end.
+
+        Only the exchange that owns the connection acts: once released, the connection may
+        already carry another request, which a second release or a late close must not
+        touch (a compat stream that arrived whole was released twice and cut a neighbour's
+        exchange, and every such stream cost a new upstream connection).
+        """
+        conn = self.conn
+        if conn._resp is self:
+            conn.release()
 
     def close(self) -> None:
-        """Abandon the response and its connection."""
-        self.conn.abort()
+        """Abandon the response and its connection (a no-op once it was released)."""
+        conn = self.conn
+        if conn._resp is self:
+            conn.abort()
 
 
 class OriginPool:

@@ -44,6 +44,7 @@ class Seen:
     raw_headers: list[tuple[str, str]]
     body: bytes
     at: float
+    peer: int = 0  # the gateway's source port: one per upstream connection
 
 
 class MockUpstream:
@@ -74,7 +75,9 @@ class MockUpstream:
         body = await request.read()
         self.seen.append(Seen(request.method, request.raw_path,
                               {k.lower(): v for k, v in request.headers.items()},
-                              list(request.headers.items()), body, time.monotonic()))
+                              list(request.headers.items()), body, time.monotonic(),
+                              (request.transport.get_extra_info("peername") or ("", 0))[1]
+                              if request.transport is not None else 0))
         reply = self._reply_for(request.raw_path)
         if reply is None:
             echo = {"method": request.method, "path": request.raw_path, "body": body.decode(

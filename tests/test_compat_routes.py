@@ -270,6 +270,19 @@ async def test_stream_cut_midway_ends_with_error_and_no_terminator(upstream, gw)
     assert b"[DONE]" not in received
 
 
+async def test_streams_that_arrive_whole_keep_the_upstream_connection(upstream, gw):
+    """A short stream can arrive in one piece with its head; the connection goes back to the
+    pool once, and the next requests reuse it (regression: every such stream was released
+    twice, which dropped the pooled connection, or cut another request's exchange on it)."""
+    upstream.script("/v1/messages", Reply(body=read("anthropic_stream_text.sse"), headers=SSE))
+    body = _json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI, "stream": True})
+    for _ in range(5):
+        async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
+            assert r.status == 200
+            assert (await r.read()).endswith(b"data: [DONE]\n\n")
+    assert len({s.peer for s in upstream.seen[-5:]}) == 1
+
+
 async def test_stored_key_applies_without_client_key(upstream, make_gateway):
     gw = await make_gateway({"gateways": {"gw": {"authentication": True, "tokens": ["cf-gw-token-123456"],
                                                  "keys": {"anthropic": {"default": "sk-stored"}}}}})

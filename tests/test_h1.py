@@ -78,6 +78,37 @@ async def test_keep_alive_reuses_one_connection(raw_server):
     pool.close()
 
 
+async def test_a_released_response_cannot_touch_the_next_exchange(raw_server):
+    """A second release, or a late close, of a response whose connection went back to the
+    pool must leave the connection (and the exchange now using it) alone."""
+    gate = asyncio.Event()
+
+    async def slow(writer):
+        await gate.wait()
+        writer.write(ok(b"second"))
+        await writer.drain()
+
+    raw = await raw_server(ok(b"first"), slow, ok(b"third"))
+    pool = OriginPool("http", "127.0.0.1", raw.port)
+    first = await pool.request("GET", "/", b"", None)
+    assert await first.read() == b"first"
+    first.release()
+    pending = asyncio.ensure_future(pool.request("GET", "/", b"", None))
+    await asyncio.sleep(0.05)  # request 2 is on the same connection, waiting for its head
+    first.release()
+    first.close()
+    gate.set()
+    second = await asyncio.wait_for(pending, 5)
+    first.close()  # the connection now carries `second`, mid-exchange
+    assert await second.read() == b"second"
+    second.release()
+    third = await pool.request("GET", "/", b"", None)
+    assert await third.read() == b"third"
+    third.release()
+    assert raw.connections == 1
+    pool.close()
+
+
 async def test_stale_kept_alive_connection_is_retried_once(raw_server):
     raw = await raw_server(ok(b"first"), None, ok(b"second"))
     pool = OriginPool("http", "127.0.0.1", raw.port)
