@@ -133,6 +133,45 @@ def test_stream_is_incremental() -> None:
         assert (out == b"") == empty, event
 
 
+TRICKY_TEXTS = ["plain", 'a "quoted" word', "back\\slash", "ends in a backslash \\", 'ends in a quote "',
+                "line\nbreak\ttab", "caf\u00e9 \u2603 \U0001f600", "\\\"", "", "}}"]
+
+
+def _delta_event(text_literal: bytes, extra: bytes = b"", index: int = 0) -> bytes:
+    return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+            b'"delta":{"type":"text_delta","text":%s%s}}\n\n' % (index, text_literal, extra))
+
+
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_text_deltas_cut_from_bytes_keep_their_value(ascii_only: bool) -> None:
+    """Text deltas are spliced from the provider's JSON string literal without parsing;
+    whatever the escapes, the client must read exactly the text the provider sent, and a
+    delta with another member after its text goes the general way."""
+    import json
+    head = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3}}}\n\n'
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":1,'
+            b'"content_block":{"type":"text","text":""}}\n\n')
+    events = [_delta_event(json.dumps(text, ensure_ascii=ascii_only).encode(), index=1) for text in TRICKY_TEXTS]
+    events.append(_delta_event(b'"tail"', b',"extra":"x\\"}}"'))
+    tail = (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+            b'"usage":{"output_tokens":9}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n')
+    data = head + b"".join(events) + tail
+    general = []
+
+    class Counting(t.StreamTranslator):
+        def _event(self, ev):  # the general way: parse, then dispatch
+            general.append(_json.loads(ev.data)["type"])
+            return super()._event(ev)
+
+    for size in (None, 5):
+        general.clear()
+        chunks = validate_stream(feed_in(Counting("claude", False, clock=clock, new_id=ids()), data, size))
+        texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        assert texts == [x for x in TRICKY_TEXTS if x] + ["tail"]
+        # only the rare events are parsed: every plain text delta went by its bytes
+        assert general == ["message_start", "content_block_delta", "message_delta"]
+
+
 def test_stream_error_event_and_truncation() -> None:
     out = feed_in(t.StreamTranslator("claude", True, clock=clock, new_id=ids()), read("anthropic_stream_error.sse"), None)
     payloads = sse_payloads(out)

@@ -283,6 +283,23 @@ async def test_streams_that_arrive_whole_keep_the_upstream_connection(upstream, 
     assert len({s.peer for s in upstream.seen[-5:]}) == 1
 
 
+async def test_a_whole_but_unfinished_stream_is_cut_not_completed(upstream, gw):
+    """A stream that arrives in one piece without its end still reaches the client as a cut:
+    the chunks it had, an error event, and no [DONE] or clean end."""
+    cut = read("anthropic_stream_text.sse").split(b"event: message_delta")[0]
+    upstream.script("/v1/messages", Reply(body=cut, headers=SSE))
+    body = _json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI, "stream": True})
+    received = b""
+    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for chunk in r.content.iter_any():
+                received += chunk
+    assert b'"content":"Hello"' in received
+    assert b"ended before the reply was complete" in received.rsplit(b"data: ", 1)[1]
+    assert b"[DONE]" not in received
+
+
 async def test_stored_key_applies_without_client_key(upstream, make_gateway):
     gw = await make_gateway({"gateways": {"gw": {"authentication": True, "tokens": ["cf-gw-token-123456"],
                                                  "keys": {"anthropic": {"default": "sk-stored"}}}}})

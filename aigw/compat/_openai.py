@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
+from random import getrandbits
 from typing import Any
 
 from aigw import _json
-from aigw.compat.sse import SSEEvent, SSESplitter
+from aigw.compat.sse import SSEEvent, SSESplitter, parse_block
 from aigw.errors import BadRequest
 
 Clock = Callable[[], float]
@@ -49,8 +50,23 @@ class CompatError(BadRequest):
 
 
 def new_completion_id() -> str:
-    """A fresh `chatcmpl-...` id, one per response."""
-    return "chatcmpl-" + uuid.uuid4().hex
+    """A fresh `chatcmpl-...` id, one per response: 128 random bits as hex, like uuid4's
+    but without its `os.urandom` syscall (an id, not a secret)."""
+    return "chatcmpl-%032x" % getrandbits(128)
+
+
+def string_end(data: bytes, start: int) -> int:
+    """Index of the quote closing the JSON string literal that opens at `data[start]`
+    (a quote), or -1: the first quote after it not escaped by an odd run of backslashes."""
+    q = data.find(b'"', start + 1)
+    while q > 0 and data[q - 1] == 0x5C:  # a backslash: count the run
+        k = q - 1
+        while data[k] == 0x5C:
+            k -= 1
+        if (q - 1 - k) % 2 == 0:
+            break  # an even run escapes itself: the quote is real
+        q = data.find(b'"', q + 1)
+    return q
 
 
 def error_type(status: int) -> str:
@@ -187,6 +203,9 @@ def text_of(content: Any, param: str = "messages") -> str:
     return "".join(parts)
 
 
+_CONTENT_TAIL = b'},"finish_reason":null,"logprobs":null}]}\n\n'
+
+
 class ChunkStream:
     """Base of the stream translators: SSE splitting, chunk framing, the usage/[DONE] tail."""
 
@@ -203,13 +222,88 @@ class ChunkStream:
         self.failed = False  # an error event has been sent
         self._sse = SSESplitter()
         self._content_head: bytes | None = None
+        self._chunk_prefix: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} [finished {self.finished} | failed {self.failed}]>"
 
     def feed(self, chunk: bytes) -> bytes:
-        """Upstream SSE bytes in, OpenAI SSE bytes out (possibly b"")."""
-        return b"".join(self._event(ev) for ev in self._sse.feed(chunk))
+        """Upstream SSE bytes in, OpenAI SSE bytes out (possibly b"").
+
+        In the common case the text-delta events, nearly all of a stream, are found by
+        `TEXT_EVENT` (one regex pass over what arrived) and become content chunks around
+        the provider's own JSON string literal, without parsing; the other events go
+        through `_fast` (recognised by their bytes) or are parsed and passed to `_event`.
+        """
+        done = self._sse.take_complete(chunk)
+        if done is None:
+            return b"".join(self._event(ev) for ev in self._sse.feed(chunk))
+        if not done:
+            return b""
+        pattern = self.TEXT_EVENT
+        parts = pattern.split(done) if pattern is not None else None
+        if parts is None or len(parts) == 1:
+            return self._blocks(done)
+        head = self._content_head or self._make_content_head()
+        joiner = _CONTENT_TAIL + head
+        segments, literals = parts[0::2], parts[1::2]  # segment i comes before literal i
+        others = [i for i, seg in enumerate(segments) if seg]
+        if not others:  # nothing but text deltas: one join
+            return head + joiner.join(literals) + _CONTENT_TAIL
+        for i in others:
+            if not segments[i].endswith(b"\n\n"):  # a match began mid-event: no shortcut
+                return self._blocks(done)
+        out = []
+        j = 0  # the first literal not yet out
+        for i in others:
+            if i > j:
+                out.append(head + joiner.join(literals[j:i]) + _CONTENT_TAIL)
+            out.append(self._blocks(segments[i]))
+            j = i
+        if j < len(literals):
+            out.append(head + joiner.join(literals[j:]) + _CONTENT_TAIL)
+        return b"".join(out)
+
+    # A whole text-delta event (with its blank line) whose group 1 is the text as a JSON
+    # string literal; None where a provider has no such fast path. It should start with a
+    # literal (the regex engine then skips ahead fast); a match that does not begin where
+    # an event begins sends the whole piece the general way.
+    TEXT_EVENT: re.Pattern[bytes] | None = None
+
+    def _blocks(self, done: bytes) -> bytes:
+        """Complete LF-framed events, one by one: `_fast` first, else parsed for `_event`."""
+        fast = self._fast
+        out = []
+        for block in done.split(b"\n\n")[:-1]:
+            data = fast(block)
+            if data is None:
+                ev = parse_block(block)
+                if ev is None:
+                    continue
+                data = self._event(ev)
+            if data:
+                out.append(data)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _fast(self, block: bytes) -> bytes | None:
+        """A translation straight from an event's bytes, or None for the general way."""
+        return None
+
+    def _make_content_head(self) -> bytes:
+        self._content_head = self._prefix() + b'{"index":0,"delta":{"content":'
+        return self._content_head
+
+    def _prefix(self) -> bytes:
+        """`data: {"id":…,"object":…,"created":…,"model":…,"choices":[`, made once per stream:
+        every chunk of the stream starts with it."""
+        if self._chunk_prefix is None:
+            self._chunk_prefix = b"data: " + _json.dumps(self._base())[:-1] + b',"choices":['
+        return self._chunk_prefix
+
+    def content_literal(self, literal: bytes) -> bytes:
+        """`content_chunk` for text that is already a JSON string literal (quotes included),
+        as cut from the provider's own JSON: spliced in without decoding or re-encoding."""
+        return (self._content_head or self._make_content_head()) + literal + _CONTENT_TAIL
 
     def finish(self) -> bytes:
         """At upstream EOF: what is left, the usage chunk if asked, then [DONE]."""
@@ -218,7 +312,7 @@ class ChunkStream:
         if not self.finished and not self.failed:
             out.append(self.error_event(f"{self.provider} stream ended before the reply was complete"))
         elif self.include_usage and not self.failed:
-            out.append(self.sse({**self._base(), "choices": [], "usage": self.usage or usage(0, 0)}))
+            out.append(self._prefix() + b'],"usage":' + _json.dumps(self.usage or usage(0, 0)) + b"}\n\n")
         out.append(DONE)
         return b"".join(out)
 
@@ -233,15 +327,12 @@ class ChunkStream:
         Text deltas are nearly every event of a stream; this skips building and dumping the
         chunk dict (about 3x less time per event), with output identical to `chunk`.
         """
-        if self._content_head is None:
-            base = _json.dumps(self._base())[:-1]
-            self._content_head = b"data: " + base + b',"choices":[{"index":0,"delta":{"content":'
-        return self._content_head + _json.dumps(text) + b'},"finish_reason":null,"logprobs":null}]}\n\n'
+        return self.content_literal(_json.dumps(text))
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
         """One `chat.completion.chunk` SSE event."""
         choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return self.sse({**self._base(), "choices": [choice]})
+        return self._prefix() + _json.dumps(choice) + b"]}\n\n"
 
     @staticmethod
     def sse(obj: Any) -> bytes:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -26,7 +27,7 @@ from aigw.compat.sse import SSEEvent
 
 PROVIDER = "anthropic"
 DEFAULT_MAX_TOKENS = 4096
-HEADERS = {"anthropic-version": "2023-06-01"}
+HEADERS = {"anthropic-version": "2023-06-01"}  # what build_request returns: read-only
 
 POLICY = {
     **dict.fromkeys(("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
@@ -70,7 +71,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["metadata"] = {"user_id": body["user"]}
     if stream:
         out["stream"] = True
-    return "v1/messages", dict(HEADERS), _json.dumps(out)
+    return "v1/messages", HEADERS, _json.dumps(out)
 
 
 def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -206,6 +207,19 @@ def translate_error(status: int, body: bytes) -> bytes:
     return oa.error_body(oa.raw_error_message(status, body), oa.error_type(status))
 
 
+# Events recognised by their bytes (oa.ChunkStream.feed): a text delta, with its members
+# in the order the Messages API writes them, and the events that carry nothing for OpenAI.
+# The literal may hold any escape but no raw quote, backslash or newline; a delta with
+# another member after its text does not match, and is parsed.
+_TEXT_EVENT = re.compile(
+    rb'event: content_block_delta\ndata: \{"type":"content_block_delta","index":\d+,'
+    rb'"delta":\{"type":"text_delta","text":("[^"\\\n]*(?:\\.[^"\\\n]*)*")\}\}\n\n')
+_QUIET = tuple(b'event: %s\ndata: {"type":%s"%s"' % (name, space, name)
+               for name in (b"ping", b"content_block_stop", b"message_stop") for space in (b"", b" "))
+_TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+_EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
+
+
 class StreamTranslator(oa.ChunkStream):
     """Anthropic Messages SSE -> OpenAI chunks, one upstream event at a time."""
 
@@ -216,6 +230,16 @@ class StreamTranslator(oa.ChunkStream):
         super().__init__(model, include_usage, clock=clock, new_id=new_id)
         self._raw_usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
+
+    TEXT_EVENT = _TEXT_EVENT
+
+    def _fast(self, block: bytes) -> bytes | None:
+        if block.startswith(_QUIET):
+            return b""
+        if block.startswith(_TEXT_START) and block.endswith(_EMPTY_TEXT) and \
+                block[len(_TEXT_START):-len(_EMPTY_TEXT)].isdigit():
+            return b""  # an empty text block opens: nothing to say yet
+        return None
 
     def _event(self, ev: SSEEvent) -> bytes:
         data = oa.loads_object(ev.data)

@@ -28,6 +28,7 @@ from aigw.compat._openai import DROPPED, MAPPED, REFUSED, CompatError
 from aigw.compat.sse import SSEEvent
 
 PROVIDER = "google"
+HEADERS: dict[str, str] = {}  # what build_request returns: read-only
 FILES_PREFIX = "https://generativelanguage.googleapis.com/"
 
 POLICY = {
@@ -74,7 +75,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
     name = model.removeprefix("models/")
     path = f"v1beta/models/{name}:streamGenerateContent?alt=sse" if stream else f"v1beta/models/{name}:generateContent"
-    return path, {}, _json.dumps(out)
+    return path, HEADERS, _json.dumps(out)
 
 
 def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -27,6 +27,7 @@ from aigw.compat._openai import DROPPED, MAPPED, REFUSED, CompatError
 from aigw.compat.sse import SSEEvent
 
 PROVIDER = "workers-ai"
+HEADERS: dict[str, str] = {}  # what build_request returns: read-only
 
 POLICY = {
     **dict.fromkeys(("model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
@@ -65,7 +66,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["tools"] = body["tools"]
     if stream:
         out["stream"] = True
-    return model.lstrip("/"), {}, _json.dumps(out)
+    return model.lstrip("/"), HEADERS, _json.dumps(out)
 
 
 def _message(msg: dict[str, Any]) -> dict[str, Any]:

@@ -64,10 +64,23 @@ class TranslatingRelay:
                       extra: tuple[tuple[str, str], ...], obs: Any) -> web.StreamResponse:
         resp = ready.resp
         tr = self.module.StreamTranslator(self.model, self.include_usage)
+        data = tr.feed(ready.head)
+        if ready.complete:
+            # The whole stream came with its head (the attempt already released the
+            # connection): translated at once and sent as one response, in one write.
+            tail = tr.finish()
+            if tr.finished and not tr.failed:
+                return web.Response(status=200, body=data + tail, headers=_SSE_HEADERS + extra)
+            out = web.StreamResponse(status=200, headers=_SSE_HEADERS + extra)
+            try:
+                await out.prepare(request)
+            except ConnectionError:
+                return out
+            await _cut(request, out, data + tail[: -len(DONE)])
+            return out
         out = web.StreamResponse(status=200, headers=_SSE_HEADERS + extra)
         try:
             await out.prepare(request)
-            data = tr.feed(ready.head)
             if data:
                 await out.write(data)
             if not tr.failed:
@@ -97,8 +110,7 @@ class TranslatingRelay:
             resp.release()
         tail = tr.finish()  # ends in [DONE]; an incomplete stream must not
         if tr.finished and not tr.failed:
-            await out.write(tail)
-            await out.write_eof()
+            await out.write_eof(tail)  # the last chunks and the terminator in one write
             return out
         await _cut(request, out, tail[: -len(DONE)])
         return out

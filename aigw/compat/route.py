@@ -58,20 +58,32 @@ def stored_key(gw: GatewaySpec, provider: str, alias: str | None) -> str | None:
 
 
 class Route:
-    """How the compat endpoint reaches one provider, resolved once at start-up."""
+    """How the compat endpoint reaches one provider, resolved once at start-up, with the
+    header bytes every request to it needs."""
 
-    __slots__ = ("provider", "config", "translator", "paths")
+    __slots__ = ("provider", "config", "translator", "paths", "auth_name", "auth_scheme",
+                 "defaults", "translated_base")
 
     def __init__(self, provider: Provider, translator: ModuleType | None,
                  paths: dict[str, str]) -> None:
         self.provider = provider
-        self.config: ProviderConfig = provider.base.provider
+        pc: ProviderConfig = provider.base.provider
+        self.config = pc
         self.translator = translator  # for chat completions; None: OpenAI wire, pass-through
         self.paths = paths  # OpenAI-wire endpoint -> path under the provider's base
+        self.auth_name = pc.auth_header.lower().encode("latin-1")
+        self.auth_scheme = pc.auth_scheme.encode("latin-1")
+        self.defaults = tuple((k.encode("latin-1"), v.encode("utf-8")) for k, v in pc.default_headers)
+        self.translated_base = _TRANSLATED_BASE if translator is None else (
+            *_TRANSLATED_BASE, *_encode(translator.HEADERS))
 
     def __repr__(self) -> str:
         how = self.translator.PROVIDER if self.translator is not None else "pass-through"
         return f"<Route {self.provider.slug} [{how} | {', '.join(self.paths) or 'no openai paths'}]>"
+
+
+def _encode(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode("latin-1"), v.encode("utf-8")) for k, v in headers.items())
 
 
 def _route(p: Provider) -> Route | None:
@@ -103,7 +115,7 @@ def rewrite_model(raw: bytes, doc: dict[str, Any], full: str, model: str) -> byt
     return _json.dumps({**doc, "model": model})
 
 
-def provider_headers(pc: ProviderConfig, pairs: Iterable[tuple[bytes, bytes]],
+def provider_headers(route: Route, pairs: Iterable[tuple[bytes, bytes]],
                      base: Iterable[tuple[bytes, bytes]], gw: GatewaySpec,
                      alias: str | None) -> Pairs:
     """`base`, the provider's credential and its default headers.
@@ -112,7 +124,7 @@ def provider_headers(pc: ProviderConfig, pairs: Iterable[tuple[bytes, bytes]],
     `Authorization: Bearer` token moved into the provider's header, else the stored key.
     """
     out = list(base)
-    auth_name = pc.auth_header.encode("latin-1")
+    auth_name = route.auth_name
     native = bearer = None
     for name, value in pairs:
         low = name.lower()
@@ -125,14 +137,13 @@ def provider_headers(pc: ProviderConfig, pairs: Iterable[tuple[bytes, bytes]],
     else:
         key = bearer
         if not key:
-            stored = stored_key(gw, pc.slug, alias)
+            stored = stored_key(gw, route.provider.slug, alias)
             key = stored.encode("utf-8") if stored else None
         if key:
-            out.append((auth_name, pc.auth_scheme.encode("latin-1") + key))
-    if pc.default_headers:
+            out.append((auth_name, route.auth_scheme + key))
+    if route.defaults:
         present = {n.lower() for n, _ in out}
-        out.extend((k.encode("latin-1"), v.encode("utf-8")) for k, v in pc.default_headers
-                   if k.lower().encode("latin-1") not in present)
+        out.extend(kv for kv in route.defaults if kv[0].lower() not in present)
     return out
 
 
@@ -167,8 +178,8 @@ class CompatRoutes:
             raise InvalidJSON() from None
         if not isinstance(doc, dict):
             raise ChatCompletionBadFormat("Chat completion bad format: the body must be a JSON object")
-        return self._build(endpoint, doc, body, account, gw, upstream_headers(raw_headers),
-                           headers.get("cf-aig-byok-alias"), policy, 0)
+        return self._build(endpoint, doc, body, account, gw, raw_headers,
+                           headers.get("cf-aig-byok-alias"), policy, 0, True)
 
     def step_target(self, step: Step, account: str, gw: GatewaySpec) -> proxy.Target:
         """The upstream request for a universal step with `provider: "compat"`."""
@@ -179,11 +190,13 @@ class CompatRoutes:
         if not isinstance(doc, dict):
             raise InvalidBody(f"{where}.query: must be an OpenAI request object")
         return self._build(step.path, doc, None, account, gw, step.headers,
-                           step.cf_headers.get("cf-aig-byok-alias"), step.policy, step.index)
+                           step.cf_headers.get("cf-aig-byok-alias"), step.policy, step.index, False)
 
     def _build(self, endpoint: str, doc: dict[str, Any], raw: bytes | None, account: str,
-               gw: GatewaySpec, pairs: Pairs, alias: str | None, policy: RetryPolicy,
-               step: int) -> proxy.Target:
+               gw: GatewaySpec, pairs: Any, alias: str | None, policy: RetryPolicy,
+               step: int, client: bool) -> proxy.Target:
+        # `pairs`: the client's raw headers (client=True: filtered here, only when they are
+        # forwarded) or a universal step's own headers.
         full = doc.get("model")
         if not isinstance(full, str):
             raise ChatCompletionBadFormat(_BAD_MODEL)
@@ -195,7 +208,6 @@ class CompatRoutes:
         route = self.routes[slug]
         if route is None:
             raise CompatError(f"provider {slug!r} is not available on the compat endpoint", param="model")
-        pc = route.config
         translator = route.translator if endpoint == CHAT else None
         relay: TranslatingRelay | None = None
         query = ""
@@ -206,17 +218,21 @@ class CompatRoutes:
                                   param="model")
             body = rewrite_model(raw, doc, full, model) if raw is not None else _json.dumps(
                 {**doc, "model": model})
-            drop = (b"authorization", pc.auth_header.encode("latin-1"))
+            if client:
+                pairs = upstream_headers(pairs)
+            drop = (b"authorization", route.auth_name)
             base = [(n, v) for n, v in pairs if n.lower() not in drop]
-            headers = provider_headers(pc, pairs, base, gw, alias)
+            headers = provider_headers(route, pairs, base, gw, alias)
         else:
             stream = doc.get("stream") is True
             path, extra, body = translator.build_request(doc, model, stream)
             path, _, query = path.partition("?")
             check_path(path)
-            check_query(query)
-            extra_b = tuple((k.encode("latin-1"), v.encode("utf-8")) for k, v in extra.items())
-            headers = provider_headers(pc, pairs, (*_TRANSLATED_BASE, *extra_b), gw, alias)
+            if query:
+                check_query(query)
+            base = route.translated_base if extra is translator.HEADERS else (
+                *_TRANSLATED_BASE, *_encode(extra))
+            headers = provider_headers(route, pairs, base, gw, alias)
             options = doc.get("stream_options")
             include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
             relay = TranslatingRelay(translator, model, include_usage)

@@ -55,19 +55,25 @@ class SSESplitter:
         self._buf = blocks.pop()
         events: list[SSEEvent] = []
         for block in blocks:
-            name = ""
-            data: list[bytes] = []
-            for line in block.split(b"\n"):
-                if line[:5] == b"data:":
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line == b"data":
-                    data.append(b"")
-                elif line[:6] == b"event:":
-                    value = line[7:] if line[6:7] == b" " else line[6:]
-                    name = value.decode("utf-8", "replace")
-            if data:
-                events.append(SSEEvent(name, data[0] if len(data) == 1 else b"\n".join(data)))
+            ev = parse_block(block)
+            if ev is not None:
+                events.append(ev)
         return events
+
+    def take_complete(self, chunk: bytes) -> bytes | None:
+        """In the common case (LF line ends, nothing half-parsed): the raw text of every
+        event `chunk` completes, each with its blank line (b"" if none is complete yet);
+        the rest stays buffered. None otherwise, and then the caller uses `feed`. Lets a
+        translator recognise its frequent events by their bytes."""
+        buf = self._buf + chunk
+        if b"\r" in buf or self._has_data or self._event:
+            return None
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return b""
+        self._buf = buf[end + 2:]
+        return buf[:end + 2]
 
     def finish(self) -> list[SSEEvent]:
         """At EOF: dispatch a last event that lacked its closing blank line."""
@@ -97,3 +103,21 @@ class SSESplitter:
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         # `id:` and `retry:` matter only to reconnecting browsers; translators ignore them.
+
+
+def parse_block(block: bytes) -> SSEEvent | None:
+    """One LF-separated event block (without its blank line) -> its event, or None when it
+    carries no data (a comment, or only `id:`/`retry:`)."""
+    name = ""
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line[:5] == b"data:":
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line == b"data":
+            data.append(b"")
+        elif line[:6] == b"event:":
+            value = line[7:] if line[6:7] == b" " else line[6:]
+            name = value.decode("utf-8", "replace")
+    if not data:
+        return None
+    return SSEEvent(name, data[0] if len(data) == 1 else b"\n".join(data))
