@@ -311,6 +311,21 @@ async def test_stored_key_applies_without_client_key(upstream, make_gateway):
     assert upstream.seen[-1].headers["x-api-key"] == "sk-stored"
 
 
+async def test_translated_requests_carry_the_providers_configured_headers(upstream, make_gateway):
+    gw = await make_gateway({"providers": {"anthropic": {
+        "base_url": upstream.url(""),
+        "headers": {"anthropic-beta": "extended-cache-ttl-2025-04-11", "anthropic-version": "2099-01-01"}}}})
+    upstream.script("/v1/messages", Reply(body=read("anthropic_response_text.json")))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI}),
+                       headers={"Authorization": "Bearer sk-ant-client"}) as r:
+        assert r.status == 200
+    seen = upstream.seen[-1].headers
+    assert seen["anthropic-beta"] == "extended-cache-ttl-2025-04-11"
+    assert seen["anthropic-version"] == "2023-06-01"  # the translator speaks this version
+    assert seen["x-api-key"] == "sk-ant-client" and "authorization" not in seen
+
+
 async def test_universal_mixed_fallback_returns_openai_format(upstream, gw):
     upstream.script("/v1/messages", Reply(status=529, body=read("anthropic_error_overloaded.json")))
     upstream.script(GEMINI + ":streamGenerateContent", Reply(chunks=sse_chunks("google_stream_text.sse"),

@@ -62,7 +62,7 @@ class Route:
     header bytes every request to it needs."""
 
     __slots__ = ("provider", "config", "translator", "paths", "auth_name", "auth_scheme",
-                 "defaults", "translated_base")
+                 "defaults", "translated_base", "translated_defaults")
 
     def __init__(self, provider: Provider, translator: ModuleType | None,
                  paths: dict[str, str]) -> None:
@@ -76,6 +76,9 @@ class Route:
         self.defaults = tuple((k.encode("latin-1"), v.encode("utf-8")) for k, v in pc.default_headers)
         self.translated_base = _TRANSLATED_BASE if translator is None else (
             *_TRANSLATED_BASE, *_encode(translator.HEADERS))
+        # the defaults a translated request adds: those its base and credential do not set
+        taken = {n.lower() for n, _ in self.translated_base} | {self.auth_name}
+        self.translated_defaults = tuple(kv for kv in self.defaults if kv[0].lower() not in taken)
 
     def __repr__(self) -> str:
         how = self.translator.PROVIDER if self.translator is not None else "pass-through"
@@ -117,8 +120,10 @@ def rewrite_model(raw: bytes, doc: dict[str, Any], full: str, model: str) -> byt
 
 def provider_headers(route: Route, pairs: Iterable[tuple[bytes, bytes]],
                      base: Iterable[tuple[bytes, bytes]], gw: GatewaySpec,
-                     alias: str | None) -> Pairs:
-    """`base`, the provider's credential and its default headers.
+                     alias: str | None, defaults: Pairs | tuple[tuple[bytes, bytes], ...] | None = None
+                     ) -> Pairs:
+    """`base`, the provider's credential and its default headers (`defaults`: the ones
+    known to be missing from `base`, precomputed; None: worked out here).
 
     The credential is the provider's own header if the client sent it, else the client's
     `Authorization: Bearer` token moved into the provider's header, else the stored key.
@@ -141,7 +146,9 @@ def provider_headers(route: Route, pairs: Iterable[tuple[bytes, bytes]],
             key = stored.encode("utf-8") if stored else None
         if key:
             out.append((auth_name, route.auth_scheme + key))
-    if route.defaults:
+    if defaults is not None:
+        out.extend(defaults)
+    elif route.defaults:
         present = {n.lower() for n, _ in out}
         out.extend(kv for kv in route.defaults if kv[0].lower() not in present)
     return out
@@ -230,9 +237,12 @@ class CompatRoutes:
             check_path(path)
             if query:
                 check_query(query)
-            base = route.translated_base if extra is translator.HEADERS else (
-                *_TRANSLATED_BASE, *_encode(extra))
-            headers = provider_headers(route, pairs, base, gw, alias)
+            if extra is translator.HEADERS:
+                headers = provider_headers(route, pairs, route.translated_base, gw, alias,
+                                           route.translated_defaults)
+            else:
+                headers = provider_headers(route, pairs, (*_TRANSLATED_BASE, *_encode(extra)),
+                                           gw, alias)
             options = doc.get("stream_options")
             include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
             relay = TranslatingRelay(translator, model, include_usage)
