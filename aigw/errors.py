@@ -41,6 +41,10 @@ class AigwError(Exception):
     headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        if message is not None:
+            # A message may quote client input, and aiohttp decodes undecodable header
+            # bytes to lone surrogates, which JSON cannot carry: each becomes '?'.
+            message = message.encode("utf-8", "replace").decode("utf-8")
         super().__init__(message or self.message)
         if message is not None:
             self.message = message

@@ -118,3 +118,18 @@ async def test_universal_body_over_limit(upstream, make_gateway):
 async def test_a_bad_last_step_rejects_the_whole_request(upstream, gw):
     await expect(gw, [good_step(), good_step(), good_step(endpoint="../x")], 400, 2903)
     assert upstream.seen == []
+
+
+async def test_undecodable_header_bytes_quoted_in_an_error_are_a_clear_400(gw):
+    """aiohttp turns a header byte that is not UTF-8 into a lone surrogate; an error message
+    quoting that value must still serialise (regression: a 500 from the JSON encoder)."""
+    import asyncio
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+    writer.write(b"POST /v1/acct/gw/openai/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                 b"cf-aig-byok-alias: \x80\xff\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b'"code":2040' in body and b"named '??'" in body

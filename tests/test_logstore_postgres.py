@@ -63,3 +63,28 @@ async def test_retention_delete_oldest_and_stop_inserting():
     finally:
         await s.drop()
         await s.close()
+
+
+async def test_a_table_from_an_earlier_version_gains_the_new_columns():
+    require_pg()
+    import asyncpg
+
+    from aigw.logstore.postgres import PostgresLogStore
+    from aigw.logstore.row import COLUMNS
+    table = unique_table()
+    conn = await asyncpg.connect(pg_dsn())
+    try:
+        await conn.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, "
+                           + ", ".join(f"{c} TEXT" for c in COLUMNS if c not in ("id", "body_codec"))
+                           + ")")
+    finally:
+        await conn.close()
+    s = PostgresLogStore(pg_dsn(), table=table)
+    await s.start()
+    try:
+        cols = {r[0] for r in await s._fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1", [table])}
+        assert "body_codec" in cols
+    finally:
+        await s.drop()
+        await s.close()

@@ -7,6 +7,7 @@ import pytest
 
 from _logfixtures import ACCOUNT, GATEWAY, make_row
 from aigw.logstore.query import parse_query
+from aigw.logstore.row import COLUMNS
 from aigw.logstore.sqlite import SqliteLogStore
 from multidict import MultiDict
 
@@ -108,3 +109,47 @@ async def test_loop_is_not_blocked_by_store_io(store):
     store._fetch_sync = spy
     await store.list(ACCOUNT, GATEWAY, parse_query(MultiDict()))
     assert seen and all(name.startswith("aigw-sqlite") for name in seen)
+
+
+STREAM_HEAD = b"".join(b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,'
+                       b'"delta":{"content":"tok%d "}}]}\n\n' % i for i in range(40))[:4096]
+
+
+async def test_large_body_heads_are_stored_deflated_and_read_back_exactly(store, tmp_path):
+    big_request = b'{"messages":[' + b'{"role":"user","content":"%d"},' * 200 + b"]}"
+    row = make_row(0, response_content_type="text/event-stream")
+    row.set_bodies(big_request, STREAM_HEAD + b"the rest of the stream", 4096)
+    small = make_row(1)
+    await store.insert_many([row, small])
+    con = sqlite3.connect(tmp_path / "logs.sqlite")
+    stored = dict((i, (req, resp, codec)) for i, req, resp, codec in con.execute(
+        "SELECT id, request_body, response_body, body_codec FROM aigw_logs"))
+    req, resp, codec = stored[row.id]
+    assert codec == 3 and len(resp) < len(STREAM_HEAD) // 4 and b"tok1 " not in resp
+    assert stored[small.id][2] == 0 and stored[small.id][1] == b'{"id":"x","usage":{}}'  # small: raw
+    got = await store.get(ACCOUNT, GATEWAY, row.id)
+    assert got["response_head"] == STREAM_HEAD.decode() and got["response_head_complete"] is False
+    assert got["request_head"] == big_request[:4096].decode()
+    assert await store.get_body(ACCOUNT, GATEWAY, row.id, "response") == (
+        STREAM_HEAD, "text/event-stream", False)
+    assert (await store.get_body(ACCOUNT, GATEWAY, small.id, "response"))[0] == b'{"id":"x","usage":{}}'
+
+
+async def test_a_table_from_an_earlier_version_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    cols = [c for c in COLUMNS if c != "body_codec"]
+    con.execute(f"CREATE TABLE aigw_logs ({', '.join(cols)})")
+    old = make_row(0)
+    con.execute(f"INSERT INTO aigw_logs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                old.values()[:-1])
+    con.commit()
+    con.close()
+    s = SqliteLogStore(str(path))
+    await s.start()
+    new = make_row(1)
+    new.set_bodies(b"{}", STREAM_HEAD, 4096)
+    assert await s.insert_many([new]) == 1
+    assert (await s.get(ACCOUNT, GATEWAY, old.id))["response_head"] == '{"id":"x","usage":{}}'
+    assert (await s.get_body(ACCOUNT, GATEWAY, new.id, "response"))[0] == STREAM_HEAD
+    await s.close()

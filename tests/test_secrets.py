@@ -14,6 +14,7 @@ import sqlite3
 import aiohttp
 import pytest
 
+from aigw.logstore.codec import REQUEST, RESPONSE, unpack
 from aigw import _json
 from aigw import config as config_mod
 from aigw.errors import ConfigError
@@ -90,6 +91,10 @@ async def test_no_secret_reaches_logs_store_or_error_bodies(leaky_setup, caplog)
                                            headers={"Retry-After": "0",
                                                     "Content-Type": "application/json"}))
     upstream.script("/v1/chat/slow", Reply(delay=1.0))
+    # a stream long enough to be stored deflated, quoting the client's key in its text
+    echo = b'data: {"choices":[{"delta":{"content":"your key is %s"}}]}\n\n' % C["authz"].encode()
+    upstream.script("/v1/chat/bigstream", Reply(chunks=[echo] * 30,
+                                                headers={"Content-Type": "text/event-stream"}))
     upstream.script("/v1/chat/cut", Reply(chunks=[b"data: {\"a\":1}\n\n"] * 5, abort_after=2,
                                           headers={"Content-Type": "text/event-stream"}))
     upstream.script("/v1/messages", Reply(status=401, body=echo_401(C["xapikey"], C["query"])),
@@ -97,7 +102,7 @@ async def test_no_secret_reaches_logs_store_or_error_bodies(leaky_setup, caplog)
 
     base = "/v1/acct/gw"
     # pass-through: success, upstream 4xx echoing the keys, 5xx, 429, timeout, network, cut
-    for tail in ("ok", "e401", "e500", "e429"):
+    for tail in ("ok", "e401", "e500", "e429", "bigstream"):
         await p.send("POST", f"{base}/openai/chat/{tail}?{q}", data=chat, headers=authz)
     await p.send("POST", f"{base}/openai/chat/slow?{q}", data=chat,
                  headers={**authz, "cf-aig-request-timeout": "50"})
@@ -160,9 +165,15 @@ async def test_no_secret_reaches_logs_store_or_error_bodies(leaky_setup, caplog)
         tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         dump = []
         for t in tables:
-            for row in con.execute(f"SELECT * FROM {t}"):  # noqa: S608 (test, own table names)
+            cur = con.execute(f"SELECT * FROM {t}")  # noqa: S608 (test, own table names)
+            names = [d[0] for d in cur.description]
+            for row in cur:
+                rec = dict(zip(names, row))
+                for name, which in (("request_body", REQUEST), ("response_body", RESPONSE)):
+                    if name in rec:  # large heads are stored deflated: read them as logged
+                        rec[name] = unpack(rec[name], rec.get("body_codec"), which)
                 dump.extend(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                            for v in row)
+                            for v in rec.values())
     finally:
         con.close()
     store_text = "\n".join(dump)
@@ -174,6 +185,7 @@ async def test_no_secret_reaches_logs_store_or_error_bodies(leaky_setup, caplog)
         assert _found(body) == [], body
     # the log store did record the failures (the test is not vacuous)
     assert "[REDACTED]" in store_text
+    assert "your key is [REDACTED]" in store_text  # the deflated stream head, read back
 
 
 def test_config_errors_and_dumps_do_not_quote_secrets():

@@ -11,12 +11,13 @@ import time
 from typing import Any, Protocol, Sequence
 
 from aigw import _json
+from aigw.logstore.codec import REQUEST, RESPONSE, unpack
 from aigw.logstore.query import (LIST_COLUMNS, Analytics, Binder, Dialect, Query,
                                  analytics_result, analytics_sql, check_table, order_sql,
                                  row_to_api, where_sql)
 from aigw.logstore.row import COLUMNS, LogRow
 
-__all__ = ["LogStore", "SqlLogStore", "schema_sql", "BODY_KINDS"]
+__all__ = ["LogStore", "SqlLogStore", "schema_sql", "column_sql", "BODY_KINDS"]
 
 logger = logging.getLogger("aigw.logs")
 
@@ -51,8 +52,13 @@ _TYPES = {
     "cache_write": "BIGINT", "cost": "DOUBLE PRECISION", "custom_cost": "BOOLEAN",
     "request_size": "BIGINT", "response_size": "BIGINT", "request_head_complete": "BOOLEAN",
     "response_head_complete": "BOOLEAN", "request_body": "{blob}", "response_body": "{blob}",
-    "feedback": "INTEGER", "score": "DOUBLE PRECISION",
+    "feedback": "INTEGER", "score": "DOUBLE PRECISION", "body_codec": "INTEGER DEFAULT 0",
 }
+
+
+def column_sql(c: str, blob: str) -> str:
+    """One column's definition, as in CREATE TABLE or ALTER TABLE ... ADD COLUMN."""
+    return f"{c} {_TYPES.get(c, 'TEXT').format(blob=blob)}"
 
 
 def schema_sql(t: str, blob: str) -> list[str]:
@@ -61,7 +67,7 @@ def schema_sql(t: str, blob: str) -> list[str]:
     No index on created_at alone: ids are UUIDv7, so retention by age and DELETE_OLDEST go by
     primary-key ranges (`ids.id_floor`); one index fewer cut an insert from 21 to 15 µs/row.
     """
-    cols = ", ".join(f"{c} {_TYPES.get(c, 'TEXT').format(blob=blob)}" for c in COLUMNS)
+    cols = ", ".join(column_sql(c, blob) for c in COLUMNS)
     return [
         f"CREATE TABLE IF NOT EXISTS {t} ({cols})",
         f"CREATE INDEX IF NOT EXISTS {t}_gw_time ON {t} (account, gateway, created_at)",
@@ -150,13 +156,15 @@ class SqlLogStore:
             raise ValueError(which)
         t = self.table
         b = self._binder()
-        sql = (f"SELECT {which}_body, {which}_content_type, {which}_head_complete FROM {t} "
-               f"WHERE id = {b(log_id)} AND account = {b(account)} AND gateway = {b(gateway)}")
+        sql = (f"SELECT {which}_body, {which}_content_type, {which}_head_complete, body_codec "
+               f"FROM {t} WHERE id = {b(log_id)} AND account = {b(account)} "
+               f"AND gateway = {b(gateway)}")
         recs = await self._fetch(sql, b.params)
         if not recs:
             return None
-        body, ctype, complete = recs[0]
-        return (None if body is None else bytes(body)), ctype, bool(complete)
+        body, ctype, complete, codec = recs[0]
+        return unpack(body, codec, REQUEST if which == "request" else RESPONSE), ctype, \
+            bool(complete)
 
     async def patch(self, account: str, gateway: str, log_id: str,
                     fields: dict[str, Any]) -> bool:

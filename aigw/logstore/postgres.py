@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 
-from aigw.logstore.base import SqlLogStore, schema_sql
+from aigw.logstore.base import SqlLogStore, column_sql, schema_sql
 from aigw.logstore.query import POSTGRES
 from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
@@ -59,6 +59,9 @@ class PostgresLogStore(SqlLogStore):
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
                 for stmt in schema_sql(self.table, "BYTEA"):
                     await conn.execute(stmt)
+                for c in COLUMNS:  # a table made by an earlier version gains new columns
+                    await conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS "
+                                       f"{column_sql(c, 'BYTEA')}")
 
     async def close(self) -> None:
         """Close the pool."""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from aigw import _json
 from aigw.errors import BadRequest
+from aigw.logstore.codec import REQUEST, RESPONSE, unpack
 from aigw.logstore.row import COLUMNS
 
 __all__ = ["BadFilter", "Dialect", "SQLITE", "POSTGRES", "Query", "parse_query", "Binder",
@@ -371,13 +372,14 @@ def order_sql(query: Query, t: str) -> str:
     return f"{t}.{query.order_by} {d}, {t}.id {d}"
 
 
-LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_body", "response_body"))
+LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_body", "response_body", "body_codec"))
 _DETAIL_ONLY = ("request_size", "response_size", "request_head_complete",
                 "response_head_complete", "ttfb", "cache_read", "cache_write")
 
 
-def _head(body: bytes | None) -> str | None:
-    return None if body is None else bytes(body).decode("utf-8", "replace")
+def _head(body: Any, codec: Any, which: int) -> str | None:
+    data = unpack(body, codec, which)
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def row_to_api(rec: dict[str, Any], detail: bool) -> dict[str, Any]:
@@ -394,8 +396,9 @@ def row_to_api(rec: dict[str, Any], detail: bool) -> dict[str, Any]:
     out["created_at"] = ms_iso(int(rec["created_at"]))
     out["model"] = out.get("model") or ""
     if detail:
-        out["request_head"] = _head(rec.get("request_body"))
-        out["response_head"] = _head(rec.get("response_body"))
+        codec = rec.get("body_codec")
+        out["request_head"] = _head(rec.get("request_body"), codec, REQUEST)
+        out["response_head"] = _head(rec.get("response_body"), codec, RESPONSE)
     return out
 
 

@@ -1,7 +1,8 @@
 """The embedded log store: stdlib sqlite3 in WAL mode, driven from one worker thread.
 
 Every sqlite3 call runs on a single-thread executor, so the connection is only ever used
-by one thread and the event loop never blocks on disk.
+by one thread and the event loop never blocks on disk. Large body heads are deflated on
+that thread before the insert (aigw.logstore.codec).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
-from aigw.logstore.base import SqlLogStore, schema_sql
+from aigw.logstore.base import SqlLogStore, column_sql, schema_sql
+from aigw.logstore.codec import pack
 from aigw.logstore.query import SQLITE
 from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
@@ -58,6 +60,11 @@ class SqliteLogStore(SqlLogStore):
         db.execute("PRAGMA busy_timeout=5000")
         for stmt in schema_sql(self.table, "BLOB"):
             db.execute(stmt)
+        # a table made by an earlier version gains the columns added since
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({self.table})")}
+        for c in COLUMNS:
+            if c not in have:
+                db.execute(f"ALTER TABLE {self.table} ADD COLUMN {column_sql(c, 'BLOB')}")
         self._count = db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
         self._db = db
 
@@ -106,7 +113,7 @@ class SqliteLogStore(SqlLogStore):
                     self.rejected += len(values) - room
                     values = values[:room]
             before = db.total_changes
-            db.executemany(self._insert_sql, values)
+            db.executemany(self._insert_sql, [pack(v) for v in values])
             stored = db.total_changes - before
             self._count += stored
             excess = self._count - self.max_rows

@@ -1,0 +1,55 @@
+"""How the SQLite store keeps body heads: raw when small, deflated when large.
+
+A stream's head is up to `logs.head_bytes` of near-identical events; written raw it spilled
+into overflow pages and cost ~90 µs a row in the writer (most of a logged stream's overhead,
+bench/README.md). Deflated at level 1 it is a tenth of the size and fits in its row. The
+`body_codec` column says which bodies of a row are deflated (bit 1: request, bit 2:
+response); a row written raw (0, and every row PostgreSQL stores: its TOAST compresses large
+values itself) reads back unchanged.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from aigw.logstore.row import COLUMNS
+
+__all__ = ["DEFLATE_MIN", "REQUEST", "RESPONSE", "pack", "unpack"]
+
+DEFLATE_MIN = 1024  # smaller heads are stored raw: deflate's set-up costs more than it saves
+REQUEST = 1
+RESPONSE = 2
+_REQ = COLUMNS.index("request_body")
+_RESP = COLUMNS.index("response_body")
+_CODEC = COLUMNS.index("body_codec")
+assert _REQ < _RESP < _CODEC == len(COLUMNS) - 1
+
+
+def _deflate(data: bytes) -> bytes:
+    # raw deflate, a 4 KB window and a small state: a third of the set-up time of
+    # zlib.compress's defaults, for the same size on a 4 KB head
+    c = zlib.compressobj(1, zlib.DEFLATED, -12, 4)
+    return c.compress(data) + c.flush()
+
+
+def pack(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's column values (COLUMNS order) with its large body heads deflated."""
+    req, resp = values[_REQ], values[_RESP]
+    big_req = req is not None and len(req) >= DEFLATE_MIN
+    big_resp = resp is not None and len(resp) >= DEFLATE_MIN
+    if not big_req and not big_resp:
+        return values
+    return (*values[:_REQ], _deflate(req) if big_req else req, *values[_REQ + 1:_RESP],
+            _deflate(resp) if big_resp else resp,
+            *values[_RESP + 1:_CODEC], (REQUEST if big_req else 0) | (RESPONSE if big_resp else 0))
+
+
+def unpack(blob: Any, codec: Any, which: int) -> bytes | None:
+    """A stored body head as the bytes that were logged."""
+    if blob is None:
+        return None
+    data = bytes(blob)
+    if codec and int(codec) & which:
+        return zlib.decompress(data, -12)
+    return data
