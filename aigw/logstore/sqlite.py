@@ -24,6 +24,9 @@ __all__ = ["SqliteLogStore"]
 
 logger = logging.getLogger("aigw.logs")
 T = TypeVar("T")
+# Rows per INSERT, at most: a batch of 500 rows goes in as two statements (fewer where the
+# SQLite library takes fewer bound values per statement: 999 before 3.32).
+ROWS_PER_INSERT = 250
 
 
 class SqliteLogStore(SqlLogStore):
@@ -38,9 +41,10 @@ class SqliteLogStore(SqlLogStore):
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-sqlite")
         self._count = 0
+        self._per = 1  # rows per INSERT statement, set when the file is opened
         t = self.table
-        self._insert_sql = (f"INSERT OR IGNORE INTO {t} ({', '.join(COLUMNS)}) "
-                            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+        self._insert_head = f"INSERT OR IGNORE INTO {t} ({', '.join(COLUMNS)}) VALUES "
+        self._row_sql = f"({', '.join('?' for _ in COLUMNS)})"
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -66,6 +70,8 @@ class SqliteLogStore(SqlLogStore):
             if c not in have:
                 db.execute(f"ALTER TABLE {self.table} ADD COLUMN {column_sql(c, 'BLOB')}")
         self._count = db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+        limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._per = max(1, min(ROWS_PER_INSERT, limit // len(COLUMNS)))
         self._db = db
 
     async def close(self) -> None:
@@ -92,6 +98,16 @@ class SqliteLogStore(SqlLogStore):
             self._count = max(self._count - n, 0)
         return n
 
+    def _insert_rows(self, db: sqlite3.Connection, values: list[tuple[Any, ...]]) -> None:
+        """Many rows per INSERT statement: each statement is one sqlite3 step, and every step
+        hands the GIL to the event loop and back. One row per step (executemany) cost twice
+        the CPU of the insert itself under load (~45 µs a row instead of ~20)."""
+        per = self._per
+        for i in range(0, len(values), per):
+            chunk = values[i:i + per]
+            params = [v for row in chunk for v in pack(row)]
+            db.execute(self._insert_head + ",".join([self._row_sql] * len(chunk)), params)
+
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows stored."""
         cutoff = self._age_cutoff()
@@ -113,7 +129,7 @@ class SqliteLogStore(SqlLogStore):
                     self.rejected += len(values) - room
                     values = values[:room]
             before = db.total_changes
-            db.executemany(self._insert_sql, [pack(v) for v in values])
+            self._insert_rows(db, values)
             stored = db.total_changes - before
             self._count += stored
             excess = self._count - self.max_rows
