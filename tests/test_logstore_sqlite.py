@@ -153,3 +153,29 @@ async def test_a_table_from_an_earlier_version_gains_the_new_columns(tmp_path):
     assert (await s.get(ACCOUNT, GATEWAY, old.id))["response_head"] == '{"id":"x","usage":{}}'
     assert (await s.get_body(ACCOUNT, GATEWAY, new.id, "response"))[0] == STREAM_HEAD
     await s.close()
+
+
+async def test_batches_of_any_length_use_a_few_statement_shapes(store):
+    """Several rows go in per INSERT, cut into at most three statement sizes: a prepared
+    statement per distinct length stayed cached, and batches of varying length grew the
+    process by tens of MB (regression)."""
+    seen: set[str] = set()
+
+    class Recording:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, params=()):
+            seen.add(sql)
+            return self.db.execute(sql, params)
+
+    db = store._db
+    total = 0
+    for n in (1, 2, 7, 24, 25, 26, 249, 250, 251, 300, 499, 500):
+        rows = [make_row(total + i) for i in range(n)]
+        total += n
+        db.execute("BEGIN")
+        store._insert_rows(Recording(db), [r.values() for r in rows])
+        db.execute("COMMIT")
+    assert len(seen) <= 3
+    assert db.execute("SELECT COUNT(*) FROM aigw_logs").fetchone()[0] == total

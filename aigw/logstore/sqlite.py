@@ -24,8 +24,8 @@ __all__ = ["SqliteLogStore"]
 
 logger = logging.getLogger("aigw.logs")
 T = TypeVar("T")
-# Rows per INSERT, at most: a batch of 500 rows goes in as two statements (fewer where the
-# SQLite library takes fewer bound values per statement: 999 before 3.32).
+# Rows per INSERT, at most: a batch of 500 rows goes in as two statements (fewer rows where
+# the SQLite library takes fewer bound values per statement: 999 before 3.32).
 ROWS_PER_INSERT = 250
 
 
@@ -41,7 +41,7 @@ class SqliteLogStore(SqlLogStore):
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-sqlite")
         self._count = 0
-        self._per = 1  # rows per INSERT statement, set when the file is opened
+        self._sizes: tuple[int, ...] = (1,)  # rows per INSERT statement, set at open
         t = self.table
         self._insert_head = f"INSERT OR IGNORE INTO {t} ({', '.join(COLUMNS)}) VALUES "
         self._row_sql = f"({', '.join('?' for _ in COLUMNS)})"
@@ -71,7 +71,11 @@ class SqliteLogStore(SqlLogStore):
                 db.execute(f"ALTER TABLE {self.table} ADD COLUMN {column_sql(c, 'BLOB')}")
         self._count = db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
         limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._per = max(1, min(ROWS_PER_INSERT, limit // len(COLUMNS)))
+        per = max(1, min(ROWS_PER_INSERT, limit // len(COLUMNS)))
+        # A few fixed statement sizes, largest first: each distinct size is a prepared
+        # statement kept in the connection's cache, and a large one holds much memory, so
+        # a batch of any length is cut into these (250 + 25 + 1: three statements at most).
+        self._sizes = tuple(sorted({per, max(1, per // 10), 1}, reverse=True))
         self._db = db
 
     async def close(self) -> None:
@@ -102,11 +106,13 @@ class SqliteLogStore(SqlLogStore):
         """Many rows per INSERT statement: each statement is one sqlite3 step, and every step
         hands the GIL to the event loop and back. One row per step (executemany) cost twice
         the CPU of the insert itself under load (~45 µs a row instead of ~20)."""
-        per = self._per
-        for i in range(0, len(values), per):
-            chunk = values[i:i + per]
-            params = [v for row in chunk for v in pack(row)]
-            db.execute(self._insert_head + ",".join([self._row_sql] * len(chunk)), params)
+        i = 0
+        for size in self._sizes:
+            while len(values) - i >= size:
+                chunk = values[i:i + size]
+                i += size
+                params = [v for row in chunk for v in pack(row)]
+                db.execute(self._insert_head + ",".join([self._row_sql] * size), params)
 
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows stored."""
