@@ -246,7 +246,7 @@ def redact_body(body: bytes, secrets: tuple[str, ...] = (), members: bool = True
     for s in secrets:
         if s:
             b = s.encode()
-            if b in body:
+            if _contains(body, b):
                 body = body.replace(b, REDACTED.encode())
     if members:
         low = body.lower()
@@ -254,6 +254,21 @@ def redact_body(body: bytes, secrets: tuple[str, ...] = (), members: bool = True
                 or b"password" in low):
             body = _JSON_SECRET.sub(rb"\1" + REDACTED.encode() + rb"\2", body)
     return _mask_tokens(body)
+
+
+def _contains(body: bytes, needle: bytes) -> bool:
+    """`needle in body`, faster for long needles: CPython searches a needle of a few dozen
+    bytes (a provider key) with its two-way algorithm, ~3x slower here than finding its
+    first 8 bytes and checking the rest where they occur."""
+    if len(needle) <= 8:
+        return needle in body
+    probe = needle[:8]
+    i = body.find(probe)
+    while i >= 0:
+        if body.startswith(needle, i):
+            return True
+        i = body.find(probe, i + 1)
+    return False
 
 
 _TOKEN_AT = re.compile(rb"(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}|[spr]k-[A-Za-z0-9_-]{16,}")
@@ -265,10 +280,11 @@ def _mask_tokens(body: bytes) -> bytes:
     the plain `sub` scanned a 4 KB SSE head in ~70 µs (any "k-", as in "mock-model",
     opened the gate), this takes ~2 µs."""
     starts = []
-    i = body.find(b"Bearer")
-    while i >= 0:
-        starts.append(i)
-        i = body.find(b"Bearer", i + 6)
+    if b"B" in body:  # one byte: a memchr scan, ~10x cheaper than searching for "Bearer"
+        i = body.find(b"Bearer")
+        while i >= 0:
+            starts.append(i)
+            i = body.find(b"Bearer", i + 6)
     if b"k-" in body:  # one scan rules out sk-, pk- and rk- (a scan of 4 KB is ~3 µs)
         for mark in (b"sk-", b"pk-", b"rk-"):
             i = body.find(mark)
