@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aigw.logstore.row import REDACTED, LogRow, _mask_tokens, _token_sub, _TOKEN_SHAPES, redact_body
+from aigw.logstore.row import (REDACTED, LogRow, _mask_tokens, _token_sub, _TOKEN_SHAPES, redact_body,
+                               stream_members)
 
 R = REDACTED.encode()
 KEY = b"sk-proj-abcdefghijklmnop1234"
@@ -20,11 +21,12 @@ def test_marker_scan_masks_exactly_what_the_token_regex_masks(parts: list[bytes]
     assert _mask_tokens(body) == _TOKEN_SHAPES.sub(_token_sub, body)
 
 
-def _row(ctype: str, status: int, response: bytes) -> LogRow:
+def _row(ctype: str, status: int, response: bytes, wire: str = "openai") -> LogRow:
     row = LogRow()
     row.status_code = status
     row.success = 200 <= status < 300
     row.response_content_type = ctype
+    row.response_members = stream_members(wire, status, ctype)
     row.path = "/v1/chat/completions?key=AIzaQUERYSECRET"
     row.set_bodies(b'{"api_key":"body-secret-1","messages":[{"content":"' + KEY + b'"}]}', response, 4096)
     row.secrets = ("client-header-secret",)
@@ -44,15 +46,21 @@ def test_json_responses_lose_credential_members() -> None:
 
 
 def test_stream_responses_lose_known_secrets_and_token_shapes_only() -> None:
-    """A provider's 2xx event stream is not searched for credential-named members (its
-    schema has none, and model text is escaped inside strings); everything else applies."""
+    """An OpenAI or Anthropic 2xx event stream is not searched for credential-named members
+    (what the model writes, tool arguments included, is inside JSON strings there);
+    everything else applies, and other wires and error streams get every pass."""
     stream = (b'data: {"delta":{"content":"echo client-header-secret and AIzaQUERYSECRET and '
               + KEY + b'"},"password":"schema-free"}\n\n')
-    row = _row("text/event-stream", 200, stream)
-    assert row.response_body == (b'data: {"delta":{"content":"echo ' + R + b" and " + R + b" and " + R
-                                 + b'"},"password":"schema-free"}\n\n')
-    failed = _row("text/event-stream", 500, stream)  # an error stream gets the member pass too
+    for wire in ("openai", "anthropic"):
+        row = _row("text/event-stream", 200, stream, wire)
+        assert row.response_body == (b'data: {"delta":{"content":"echo ' + R + b" and " + R + b" and "
+                                     + R + b'"},"password":"schema-free"}\n\n')
+    failed = _row("text/event-stream", 500, stream)
     assert b'"password":"' + R + b'"' in failed.response_body
+    gemini = (b'data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"login",'
+              b'"args":{"user":"ann","password":"hunter2"}}}]}}]}\n\n')
+    row = _row("text/event-stream", 200, gemini, "google-ai-studio")  # args are objects there
+    assert b'"password":"' + R + b'"' in row.response_body and b"hunter2" not in row.response_body
 
 
 def test_redact_body_without_members_still_masks_tokens() -> None:
