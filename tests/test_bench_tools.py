@@ -6,6 +6,7 @@ The gateway itself is not exercised here; bench/run.py drives it.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import time
@@ -240,3 +241,25 @@ def test_other_gateway_url_templates():
     t = parse_other("lite=http://127.0.0.1:1/{endpoint}")
     assert t.chat_url == "http://127.0.0.1:1/chat/completions" and t.universal_url is None
     assert t.url_for(next(s for s in SCENARIOS if s.route == "universal")) is None
+
+
+def test_overhead_comparisons_name_real_scenarios():
+    from bench.overhead import COMPARISONS
+    names = {s.name for s in SCENARIOS}
+    for c in COMPARISONS:
+        assert c.baseline.scenario in names and c.variant.scenario in names
+        assert 0 < c.target < 1
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_overhead_runs_both_sides_together(tmp_path):
+    """One short round of one comparison: both gateways answer and a ratio comes out."""
+    out = tmp_path / "overhead.json"
+    cp = subprocess.run([sys.executable, str(ROOT / "bench" / "overhead.py"), "--comparison", "compat_json",
+                         "--rounds", "1", "--duration", "1", "--out", str(out)],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    res = orjson.loads(out.read_bytes())["results"][0]
+    assert res["comparison"] == "compat_json" and res["errors"] == 0
+    assert 0.2 < res["throughput_kept"] < 2.0
+    assert res["baseline"]["cpu_us_per_req"] > 0 and res["variant"]["cpu_us_per_req"] > 0
