@@ -17,7 +17,7 @@ from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "stream_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
+__all__ = ["LogRow", "COLUMNS", "row_values", "stream_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -35,6 +35,7 @@ COLUMNS = (
 
 
 _values = operator.attrgetter(*COLUMNS)
+row_values = _values  # LogRow -> its column values in COLUMNS order (a C-level getter)
 
 
 class LogRow:
@@ -105,12 +106,14 @@ class LogRow:
     def redact(self) -> None:
         """Scrub secrets from the path and body heads (run by the writer, off the hot path)."""
         # A `?key=` value is a secret too: a provider's error body may quote it back.
-        secrets = self.secrets + query_secrets(self.path)
-        self.path = redact_url(self.path, secrets)
+        secrets = self.secrets + query_secrets(self.path) if "?" in self.path else self.secrets
+        if secrets or "?" in self.path:
+            self.path = redact_url(self.path, secrets)
+        known = tuple(s.encode() for s in secrets if s)
         if self.request_body:
-            self.request_body = redact_body(self.request_body, secrets)
+            self.request_body = _redact(self.request_body, known, True)
         if self.response_body:
-            self.response_body = redact_body(self.response_body, secrets, self.response_members)
+            self.response_body = _redact(self.response_body, known, self.response_members)
         self.secrets = ()
 
     def values(self) -> tuple[Any, ...]:
@@ -240,16 +243,21 @@ def _token_sub(m: re.Match[bytes]) -> bytes:
 def redact_body(body: bytes, secrets: tuple[str, ...] = (), members: bool = True) -> bytes:
     """A body head with known secret values, credential JSON members (unless `members` is
     false) and token shapes masked."""
-    for s in secrets:
-        if s:
-            b = s.encode()
-            if _contains(body, b):
-                body = body.replace(b, REDACTED.encode())
+    return _redact(body, tuple(s.encode() for s in secrets if s), members)
+
+
+_MASK = REDACTED.encode()
+
+
+def _redact(body: bytes, secrets: tuple[bytes, ...], members: bool) -> bytes:
+    for b in secrets:
+        if _contains(body, b):
+            body = body.replace(b, _MASK)
     if members:
         low = body.lower()
         if (b"auth" in low or b"key" in low or b"access_token" in low or b"secret" in low
                 or b"password" in low):
-            body = _JSON_SECRET.sub(rb"\1" + REDACTED.encode() + rb"\2", body)
+            body = _JSON_SECRET.sub(rb"\1" + _MASK + rb"\2", body)
     return _mask_tokens(body)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from itertools import chain
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -18,7 +19,7 @@ from aigw.logstore.codec import pack
 from aigw.logstore.query import SQLITE
 from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
-from aigw.logstore.row import COLUMNS, LogRow
+from aigw.logstore.row import COLUMNS, LogRow, row_values
 
 __all__ = ["SqliteLogStore"]
 
@@ -111,13 +112,13 @@ class SqliteLogStore(SqlLogStore):
             while len(values) - i >= size:
                 chunk = values[i:i + size]
                 i += size
-                params = [v for row in chunk for v in pack(row)]
+                params = list(chain.from_iterable(map(pack, chunk)))
                 db.execute(self._insert_head + ",".join([self._row_sql] * size), params)
 
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows stored."""
         cutoff = self._age_cutoff()
-        values = [r.values() for r in rows]
+        values = list(map(row_values, rows))
         return await self._run(self._insert_sync, values, cutoff)
 
     def _insert_sync(self, values: list[tuple[Any, ...]], cutoff: int | None) -> int:
