@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                       f" -> {res['variant']['cpu_us_per_req']:.0f} us; errors {res['errors']}; "
                       f"{time.monotonic() - t0:.0f} s", flush=True)
         finally:
-            stop(mock)  # type: ignore[arg-type]
+            stop(mock)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = report.machine(True, argparse.Namespace(
