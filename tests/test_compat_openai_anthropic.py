@@ -159,9 +159,9 @@ def test_text_deltas_cut_from_bytes_keep_their_value(ascii_only: bool) -> None:
     general = []
 
     class Counting(t.StreamTranslator):
-        def _event(self, ev):  # the general way: parse, then dispatch
-            general.append(_json.loads(ev.data)["type"])
-            return super()._event(ev)
+        def _data(self, data):  # every event that was parsed
+            general.append(data["type"])
+            return super()._data(data)
 
     for size in (None, 5):
         general.clear()
@@ -186,3 +186,15 @@ def test_error_event_for_a_mid_stream_cut() -> None:
     translator = t.StreamTranslator("claude", False, clock=clock, new_id=ids())
     out = translator.error_event("upstream connection lost")
     assert sse_payloads(out) == [{"error": {"message": "upstream connection lost", "type": "api_error", "param": None, "code": None}}]
+
+
+def test_an_event_whose_data_spans_lines_is_joined_before_parsing() -> None:
+    """SSE joins several data lines with a newline; the byte-level path for message_start
+    and message_delta must hand those to the general splitter, not parse the first line."""
+    data = (b'event: message_start\ndata: {"type":"message_start",\ndata: "message":{"usage":{"input_tokens":7}}}\n\n'
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}\n\n'
+            b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},\ndata: "usage":{"output_tokens":2}}\n\n')
+    chunks = validate_stream(feed_in(t.StreamTranslator("claude", True, clock=clock, new_id=ids()), data, None))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[1].choices[0].delta.content == "hi" and chunks[2].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage.prompt_tokens == 7 and chunks[-1].usage.completion_tokens == 2

@@ -204,6 +204,7 @@ def text_of(content: Any, param: str = "messages") -> str:
 
 
 _CONTENT_TAIL = b'},"finish_reason":null,"logprobs":null}]}\n\n'
+_ROLE_CHOICE = b'{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null}]}\n\n'
 
 
 class ChunkStream:
@@ -328,6 +329,10 @@ class ChunkStream:
         chunk dict (about 3x less time per event), with output identical to `chunk`.
         """
         return self.content_literal(_json.dumps(text))
+
+    def role_chunk(self) -> bytes:
+        """`chunk({"role": "assistant", "content": ""})`, from bytes."""
+        return self._prefix() + _ROLE_CHOICE
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
         """One `chat.completion.chunk` SSE event."""

@@ -217,6 +217,8 @@ _TEXT_EVENT = re.compile(
 _QUIET = tuple(b'event: %s\ndata: {"type":%s"%s"' % (name, space, name)
                for name in (b"ping", b"content_block_stop", b"message_stop") for space in (b"", b" "))
 _TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+# Events parsed without the general splitter: their one data line is handed to _data.
+_DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
 _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 
 
@@ -239,16 +241,23 @@ class StreamTranslator(oa.ChunkStream):
         if block.startswith(_TEXT_START) and block.endswith(_EMPTY_TEXT) and \
                 block[len(_TEXT_START):-len(_EMPTY_TEXT)].isdigit():
             return b""  # an empty text block opens: nothing to say yet
+        if block.startswith(_DATA_EVENTS):
+            payload = block[block.index(b"\ndata: ") + 7:]
+            if b"\n" in payload:
+                return None  # several data lines: the general way joins them
+            data = oa.loads_object(payload)
+            return b"" if data is None else self._data(data)
         return None
 
     def _event(self, ev: SSEEvent) -> bytes:
         data = oa.loads_object(ev.data)
-        if data is None:
-            return b""
+        return b"" if data is None else self._data(data)
+
+    def _data(self, data: dict[str, Any]) -> bytes:
         kind = data.get("type")
         if kind == "message_start":
             self._raw_usage.update((data.get("message") or {}).get("usage") or {})
-            return self.chunk({"role": "assistant", "content": ""})
+            return self.role_chunk()
         if kind == "content_block_start":
             return self._block_start(data.get("index", 0), data.get("content_block") or {})
         if kind == "content_block_delta":
