@@ -50,6 +50,17 @@ async def collect(stream) -> tuple[str, dict[int, dict[str, str]], str | None, o
     return text, calls, finish, usage
 
 
+async def read_cut(gw, body: bytes) -> bytes:
+    """A 200 compat stream that must end as a cut (no chunked terminator): the bytes it had."""
+    received = b""
+    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for chunk in r.content.iter_any():
+                received += chunk
+    return received
+
+
 async def test_sdk_against_anthropic(upstream, gw):
     client = client_for(gw, "sk-ant-key")
     upstream.script("/v1/messages", Reply(body=read("anthropic_response_text.json")))
@@ -259,12 +270,7 @@ async def test_stream_cut_midway_ends_with_error_and_no_terminator(upstream, gw)
     upstream.script("/v1/messages", Reply(chunks=sse_chunks("anthropic_stream_text.sse", 40), headers=SSE,
                                           abort_after=15))
     body = _json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI, "stream": True})
-    received = b""
-    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
-        assert r.status == 200
-        with pytest.raises(aiohttp.ClientPayloadError):
-            async for chunk in r.content.iter_any():
-                received += chunk
+    received = await read_cut(gw, body)
     assert b'"chat.completion.chunk"' in received
     assert received.rstrip().endswith(b"}") and b'"error"' in received.rsplit(b"data: ", 1)[1]
     assert b"[DONE]" not in received
@@ -289,12 +295,7 @@ async def test_a_whole_but_unfinished_stream_is_cut_not_completed(upstream, gw):
     cut = read("anthropic_stream_text.sse").split(b"event: message_delta")[0]
     upstream.script("/v1/messages", Reply(body=cut, headers=SSE))
     body = _json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI, "stream": True})
-    received = b""
-    async with gw.post("/v1/acct/gw/compat/chat/completions", data=body) as r:
-        assert r.status == 200
-        with pytest.raises(aiohttp.ClientPayloadError):
-            async for chunk in r.content.iter_any():
-                received += chunk
+    received = await read_cut(gw, body)
     assert b'"content":"Hello"' in received
     assert b"ended before the reply was complete" in received.rsplit(b"data: ", 1)[1]
     assert b"[DONE]" not in received

@@ -55,20 +55,6 @@ def new_completion_id() -> str:
     return "chatcmpl-%032x" % getrandbits(128)
 
 
-def string_end(data: bytes, start: int) -> int:
-    """Index of the quote closing the JSON string literal that opens at `data[start]`
-    (a quote), or -1: the first quote after it not escaped by an odd run of backslashes."""
-    q = data.find(b'"', start + 1)
-    while q > 0 and data[q - 1] == 0x5C:  # a backslash: count the run
-        k = q - 1
-        while data[k] == 0x5C:
-            k -= 1
-        if (q - 1 - k) % 2 == 0:
-            break  # an even run escapes itself: the quote is real
-        q = data.find(b'"', q + 1)
-    return q
-
-
 def error_type(status: int) -> str:
     """OpenAI's error type for an HTTP status."""
     return _ERROR_TYPES.get(status, "api_error")
@@ -301,11 +287,6 @@ class ChunkStream:
             self._chunk_prefix = b"data: " + _json.dumps(self._base())[:-1] + b',"choices":['
         return self._chunk_prefix
 
-    def content_literal(self, literal: bytes) -> bytes:
-        """`content_chunk` for text that is already a JSON string literal (quotes included),
-        as cut from the provider's own JSON: spliced in without decoding or re-encoding."""
-        return (self._content_head or self._make_content_head()) + literal + _CONTENT_TAIL
-
     def finish(self) -> bytes:
         """At upstream EOF: what is left, the usage chunk if asked, then [DONE]."""
         out = [self._event(ev) for ev in self._sse.finish()]
@@ -328,7 +309,8 @@ class ChunkStream:
         Text deltas are nearly every event of a stream; this skips building and dumping the
         chunk dict (about 3x less time per event), with output identical to `chunk`.
         """
-        return self.content_literal(_json.dumps(text))
+        head = self._content_head or self._make_content_head()
+        return head + _json.dumps(text) + _CONTENT_TAIL
 
     def role_chunk(self) -> bytes:
         """`chunk({"role": "assistant", "content": ""})`, from bytes."""
@@ -338,11 +320,6 @@ class ChunkStream:
         """One `chat.completion.chunk` SSE event."""
         choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
         return self._prefix() + _json.dumps(choice) + b"]}\n\n"
-
-    @staticmethod
-    def sse(obj: Any) -> bytes:
-        """Frame one JSON object as an SSE data event."""
-        return b"data: " + _json.dumps(obj) + b"\n\n"
 
     def _base(self) -> dict[str, Any]:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}

@@ -217,9 +217,9 @@ _TEXT_EVENT = re.compile(
 _QUIET = tuple(b'event: %s\ndata: {"type":%s"%s"' % (name, space, name)
                for name in (b"ping", b"content_block_stop", b"message_stop") for space in (b"", b" "))
 _TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+_EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 # Events parsed without the general splitter: their one data line is handed to _data.
 _DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
-_EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 
 
 class StreamTranslator(oa.ChunkStream):

@@ -61,14 +61,13 @@ class Route:
     """How the compat endpoint reaches one provider, resolved once at start-up, with the
     header bytes every request to it needs."""
 
-    __slots__ = ("provider", "config", "translator", "paths", "auth_name", "auth_scheme",
+    __slots__ = ("provider", "translator", "paths", "auth_name", "auth_scheme",
                  "defaults", "translated_base", "translated_defaults")
 
     def __init__(self, provider: Provider, translator: ModuleType | None,
                  paths: dict[str, str]) -> None:
         self.provider = provider
         pc: ProviderConfig = provider.base.provider
-        self.config = pc
         self.translator = translator  # for chat completions; None: OpenAI wire, pass-through
         self.paths = paths  # OpenAI-wire endpoint -> path under the provider's base
         self.auth_name = pc.auth_header.lower().encode("latin-1")

@@ -17,7 +17,7 @@ from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "row_values", "stream_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
+__all__ = ["LogRow", "COLUMNS", "stream_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -35,7 +35,6 @@ COLUMNS = (
 
 
 _values = operator.attrgetter(*COLUMNS)
-row_values = _values  # LogRow -> its column values in COLUMNS order (a C-level getter)
 
 
 class LogRow:
@@ -106,9 +105,8 @@ class LogRow:
     def redact(self) -> None:
         """Scrub secrets from the path and body heads (run by the writer, off the hot path)."""
         # A `?key=` value is a secret too: a provider's error body may quote it back.
-        secrets = self.secrets + query_secrets(self.path) if "?" in self.path else self.secrets
-        if secrets or "?" in self.path:
-            self.path = redact_url(self.path, secrets)
+        secrets = self.secrets + query_secrets(self.path)
+        self.path = redact_url(self.path, secrets)
         known = tuple(s.encode() for s in secrets if s)
         if self.request_body:
             self.request_body = _redact(self.request_body, known, True)

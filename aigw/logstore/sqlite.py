@@ -19,7 +19,7 @@ from aigw.logstore.codec import pack
 from aigw.logstore.query import SQLITE
 from aigw.errors import ConfigError
 from aigw.logstore.ids import id_floor
-from aigw.logstore.row import COLUMNS, LogRow, row_values
+from aigw.logstore.row import COLUMNS, LogRow
 
 __all__ = ["SqliteLogStore"]
 
@@ -118,7 +118,7 @@ class SqliteLogStore(SqlLogStore):
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows stored."""
         cutoff = self._age_cutoff()
-        values = list(map(row_values, rows))
+        values = [r.values() for r in rows]
         return await self._run(self._insert_sync, values, cutoff)
 
     def _insert_sync(self, values: list[tuple[Any, ...]], cutoff: int | None) -> int:
