@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aigw.logstore.row import (REDACTED, LogRow, _mask_tokens, _token_sub, _TOKEN_SHAPES, redact_body,
+from aigw.logstore.row import (REDACTED, LogRow, _mask_tokens, _redact, _token_sub, _TOKEN_SHAPES, query_secrets,
+                               redact_body, redact_rows, redact_url,
                                stream_members)
 
 R = REDACTED.encode()
@@ -67,3 +68,82 @@ def test_redact_body_without_members_still_masks_tokens() -> None:
     body = b'{"password":"p","auth":"Bearer abcdefghijkl"}'
     assert redact_body(body, (), members=False) == b'{"password":"p","auth":"Bearer ' + R + b'"}'
     assert redact_body(body) == b'{"password":"' + R + b'","auth":"Bearer ' + R + b'"}'
+
+
+# ---------------------------------------------------------------- a batch at once
+
+SECRET_POOL = ["client-header-secret", "sk-proj-QZabcdefghijklmnop", "AIzaQUERYSECRET", "xk-", "B",
+               "Bearer", "abc\x00def", "tokentoken"]
+BODY_PIECES = PIECES + [s.encode() for s in SECRET_POOL] + [
+    b'{"api_key":"v1"}', b'"Authorization": "Bearer abcdefghijkl"', b'"PASSWORD":"p"', b"key", b"\x00",
+    b"BBBBBBBB", b"QQQQ", b"AIzaQUERY", b"client-header-", b"ecret"]
+
+
+def _reference(row: LogRow) -> tuple[str, bytes | None, bytes | None]:
+    """What one row's redaction was before batches: every pass over each body."""
+    secrets = row.secrets + query_secrets(row.path)
+    known = tuple(s.encode() for s in secrets if s)
+    req = _redact(row.request_body, known, True) if row.request_body else row.request_body
+    resp = (_redact(row.response_body, known, row.response_members) if row.response_body
+            else row.response_body)
+    return redact_url(row.path, secrets), req, resp
+
+
+def _make(spec: tuple[list[bytes], list[bytes], list[str], bool, bool]) -> LogRow:
+    req, resp, secrets, members, query = spec
+    row = LogRow()
+    row.path = "/v1/x?key=AIzaQUERYSECRET" if query else "/v1/x"
+    row.request_body = b"".join(req) or None
+    row.response_body = b"".join(resp) or None
+    row.secrets = tuple(secrets)
+    row.response_members = members
+    return row
+
+
+ROW_SPECS = st.tuples(st.lists(st.sampled_from(BODY_PIECES), max_size=25),
+                      st.lists(st.sampled_from(BODY_PIECES), max_size=25),
+                      st.lists(st.sampled_from(SECRET_POOL), max_size=3), st.booleans(), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ROW_SPECS, min_size=1, max_size=6))
+def test_a_batch_is_redacted_exactly_as_each_row_alone(specs: list) -> None:
+    rows = [_make(s) for s in specs]
+    expected = [_reference(_make(s)) for s in specs]
+    redact_rows(rows)
+    assert [(r.path, r.request_body, r.response_body) for r in rows] == expected
+    assert all(r.secrets == () for r in rows)
+
+
+def test_a_batch_with_many_distinct_secrets_checks_each_row_against_its_own() -> None:
+    rows = []
+    for i in range(40):
+        row = LogRow()
+        row.secrets = (f"per-user-key-{i:04d}-QZ",)
+        row.request_body = b'{"content":"my key is per-user-key-%04d-QZ"}' % i
+        row.response_body = b'{"echo":"per-user-key-%04d-QZ"}' % ((i + 1) % 40)  # another row's key
+        rows.append(row)
+    redact_rows(rows)
+    for i, row in enumerate(rows):
+        assert row.request_body == b'{"content":"my key is ' + R + b'"}'
+        assert row.response_body == b'{"echo":"per-user-key-%04d-QZ"}' % ((i + 1) % 40)
+
+
+def test_a_marker_behind_many_decoys_is_still_found() -> None:
+    """The rarest-byte probe gives way to find() when the probe byte is common."""
+    decoys = b"B" * 200 + b"Z" * 200
+    row = LogRow()
+    row.secrets = ("ZZZZZZZZZZZZZZZZZZQZ",)
+    row.request_body = decoys + b" Bearer abcdefghijkl"
+    row.response_body = decoys + b" ZZZZZZZZZZZZZZZZZZQZ " + decoys
+    rows = [row]
+    for _ in range(20):  # after the fallback, every later body is still searched
+        short = LogRow()
+        short.secrets = row.secrets
+        short.request_body = b"Bearer abcdefghijkl"
+        short.response_body = b"ZZZZZZZZZZZZZZZZZZQZ"
+        rows.append(short)
+    redact_rows(rows)
+    assert row.request_body == decoys + b" Bearer " + R
+    assert row.response_body == decoys + b" " + R + b" " + decoys
+    assert all(r.request_body == b"Bearer " + R and r.response_body == R for r in rows[1:])

@@ -152,8 +152,10 @@ class Attempt:
         self.complete = not streamed
         self.scanner: SSEUsageScanner | None = SSEUsageScanner() if streamed else None
         self.size = len(head)
-        self.parts: list[bytes] = [head[:rec.head_bytes]] if head else []
-        self.room = rec.head_bytes - len(self.parts[0]) if head else rec.head_bytes
+        # the response head is kept only for a row that stores bodies
+        keep = rec.head_bytes if rec.do_log and rec.payload else 0
+        self.parts: list[bytes] = [head[:keep]] if head and keep else []
+        self.room = keep - len(self.parts[0]) if self.parts else keep
         if head and self.scanner is not None:
             self.scanner.feed(head)
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from aigw.logstore.row import COLUMNS
+from aigw.logstore.row import DENSE
 
 __all__ = ["DEFLATE_MIN", "REQUEST", "RESPONSE", "pack", "unpack"]
 
 DEFLATE_MIN = 1024  # smaller heads are stored raw: deflate's set-up costs more than it saves
 REQUEST = 1
 RESPONSE = 2
-_REQ = COLUMNS.index("request_body")
-_RESP = COLUMNS.index("response_body")
-_CODEC = COLUMNS.index("body_codec")
-assert _REQ < _RESP < _CODEC == len(COLUMNS) - 1
+_REQ = DENSE.index("request_body")
+_RESP = DENSE.index("response_body")
+_CODEC = DENSE.index("body_codec")
+assert _REQ < _RESP < _CODEC == len(DENSE) - 1
 
 
 def _deflate(data: bytes) -> bytes:
@@ -34,7 +34,7 @@ def _deflate(data: bytes) -> bytes:
 
 
 def pack(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A row's column values (COLUMNS order) with its large body heads deflated."""
+    """A row's dense column values (`DENSE` order) with its large body heads deflated."""
     req, resp = values[_REQ], values[_RESP]
     big_req = req is not None and len(req) >= DEFLATE_MIN
     big_resp = resp is not None and len(resp) >= DEFLATE_MIN

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from aigw.logstore.row import LogRow
+from aigw.logstore.row import LogRow, redact_rows
 
 __all__ = ["LogWriter"]
 
@@ -91,8 +91,7 @@ class LogWriter:
         while q:
             n = min(len(q), self.batch_size)
             batch = [q.popleft() for _ in range(n)]
-            for row in batch:
-                row.redact()
+            redact_rows(batch)
             try:
                 await self.store.insert_many(batch)
                 self.written += n
