@@ -252,6 +252,19 @@ async def test_bad_model_names(gw, model, status, code):
         assert (await r.json())["error"][0]["code"] == code
 
 
+@pytest.mark.parametrize("model", ["workers-ai/@cf/../../../accounts/other/ai/run/x",
+                                   "google-ai-studio/../../v1/files", "workers-ai/@cf/a//b"])
+async def test_models_that_would_leave_the_providers_path_are_refused_every_time(upstream, gw, model):
+    """The path a translator builds from the model name is checked (and only paths that
+    passed are remembered, so a refused one is refused again)."""
+    for _ in range(2):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI})) as r:
+            assert r.status == 400
+            assert (await r.json())["error"][0]["code"] == 2903
+    assert upstream.seen == []
+
+
 async def test_provider_error_keeps_status_in_openai_shape(upstream, gw):
     upstream.script("/v1/messages", Reply(status=529, body=read("anthropic_error_overloaded.json")))
     client = client_for(gw)

@@ -44,6 +44,9 @@ _TRANSLATED_BASE = ((b"Content-Type", b"application/json"), (b"Accept-Encoding",
 _MODEL_KEY = re.compile(rb'"model"\s*:\s*"')
 _BAD_MODEL = "Chat completion bad format: 'model' must be '{provider}/{model}'"
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# Translated request paths that passed check_path (bounded: the model name is in some).
+_CHECKED: set[str] = set()
+_CHECKED_MAX = 4096
 
 
 def stored_key(gw: GatewaySpec, provider: str, alias: str | None) -> str | None:
@@ -233,7 +236,10 @@ class CompatRoutes:
             stream = doc.get("stream") is True
             path, extra, body = translator.build_request(doc, model, stream)
             path, _, query = path.partition("?")
-            check_path(path)
+            if path not in _CHECKED:  # a translator's paths repeat: each is checked once
+                check_path(path)
+                if len(_CHECKED) < _CHECKED_MAX:
+                    _CHECKED.add(path)
             if query:
                 check_query(query)
             if extra is translator.HEADERS:
