@@ -89,10 +89,10 @@ def _reference(row: LogRow) -> tuple[str, bytes | None, bytes | None]:
     return redact_url(row.path, secrets), req, resp
 
 
-def _make(spec: tuple[list[bytes], list[bytes], list[str], bool, bool]) -> LogRow:
-    req, resp, secrets, members, query = spec
+def _make(spec: tuple[list[bytes], list[bytes], list[str], bool, str]) -> LogRow:
+    req, resp, secrets, members, path = spec
     row = LogRow()
-    row.path = "/v1/x?key=AIzaQUERYSECRET" if query else "/v1/x"
+    row.path = path
     row.request_body = b"".join(req) or None
     row.response_body = b"".join(resp) or None
     row.secrets = tuple(secrets)
@@ -102,7 +102,9 @@ def _make(spec: tuple[list[bytes], list[bytes], list[str], bool, bool]) -> LogRo
 
 ROW_SPECS = st.tuples(st.lists(st.sampled_from(BODY_PIECES), max_size=25),
                       st.lists(st.sampled_from(BODY_PIECES), max_size=25),
-                      st.lists(st.sampled_from(SECRET_POOL), max_size=3), st.booleans(), st.booleans())
+                      st.lists(st.sampled_from(SECRET_POOL), max_size=3), st.booleans(),
+                      st.sampled_from(["/v1/x", "/v1/x?key=AIzaQUERYSECRET", "/v1/x?key=abc&alt=sse",
+                                       "/v1/x?api_key=k", "/v1/client-header-secret/y"]))
 
 
 @settings(max_examples=400, deadline=None)

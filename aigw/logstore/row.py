@@ -416,10 +416,12 @@ def redact_rows(rows: Any) -> None:
     for row in rows:
         secrets = row.secrets
         path = row.path
-        if "?" in path:
+        if "?" in path:  # credential parameters are masked whatever their length
             secrets += query_secrets(path)
-        if secrets:
             row.path = redact_url(path, secrets)
+        elif secrets:
+            row.path = redact_url(path, secrets)
+        if secrets:
             known = encoded.get(secrets)
             if known is None:
                 known = encoded[secrets] = tuple(s.encode() for s in secrets if s)
