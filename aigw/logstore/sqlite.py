@@ -129,12 +129,9 @@ class SqliteLogStore(SqlLogStore):
             while len(values) - i >= size:
                 chunk = values[i:i + size]
                 i += size
-                if all(v[1] == _NULLS for v in chunk):
-                    full = 0
-                    params = list(chain.from_iterable(pack(v[0]) for v in chunk))
-                else:
-                    full = 1
-                    params = list(chain.from_iterable(pack(v[0]) + v[1] for v in chunk))
+                full = 0 if all(v[1] == _NULLS for v in chunk) else 1
+                params = list(chain.from_iterable(pack(v[0], v[1]) if full else pack(v[0])
+                                                  for v in chunk))
                 db.execute(self._heads[full] + ",".join([self._row_sqls[full]] * size), params)
 
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
