@@ -190,6 +190,8 @@ def text_of(content: Any, param: str = "messages") -> str:
 
 
 _CONTENT_TAIL = b'},"finish_reason":null,"logprobs":null}]}\n\n'
+_FINISH_HEAD = b'{"index":0,"delta":{},"finish_reason":'
+_FINISH_TAIL = b',"logprobs":null}]}\n\n'
 _ROLE_CHOICE = b'{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null}]}\n\n'
 
 
@@ -258,7 +260,11 @@ class ChunkStream:
     TEXT_EVENT: re.Pattern[bytes] | None = None
 
     def _blocks(self, done: bytes) -> bytes:
-        """Complete LF-framed events, one by one: `_fast` first, else parsed for `_event`."""
+        """Complete LF-framed events: `_run` for the whole piece, else one by one, `_fast`
+        first, else parsed for `_event`."""
+        whole = self._run(done)
+        if whole is not None:
+            return whole
         fast = self._fast
         out = []
         for block in done.split(b"\n\n")[:-1]:
@@ -274,6 +280,11 @@ class ChunkStream:
 
     def _fast(self, block: bytes) -> bytes | None:
         """A translation straight from an event's bytes, or None for the general way."""
+        return None
+
+    def _run(self, done: bytes) -> bytes | None:
+        """A translation of a whole run of events at once (a provider's usual opening or
+        closing events, recognised by one match), or None for event by event."""
         return None
 
     def _make_content_head(self) -> bytes:
@@ -315,6 +326,10 @@ class ChunkStream:
     def role_chunk(self) -> bytes:
         """`chunk({"role": "assistant", "content": ""})`, from bytes."""
         return self._prefix() + _ROLE_CHOICE
+
+    def finish_chunk(self, reason: str) -> bytes:
+        """`chunk({}, finish=reason)` for choice 0, from bytes."""
+        return self._prefix() + _FINISH_HEAD + _json.dumps(reason) + _FINISH_TAIL
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
         """One `chat.completion.chunk` SSE event."""

@@ -77,6 +77,9 @@ class SSESplitter:
 
     def finish(self) -> list[SSEEvent]:
         """At EOF: dispatch a last event that lacked its closing blank line."""
+        if not self._buf and not self._has_data:
+            self._event = ""
+            return []  # the stream ended on an event boundary: nothing is pending
         events: list[SSEEvent] = []
         rest = self._buf.rstrip(b"\r")
         self._buf = b""
