@@ -50,6 +50,20 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def main_thread_seconds(pid: int) -> float:
+    """utime + stime of the main thread of each process in the tree (the event loop's thread
+    in aigw), in seconds: what the request path costs without the helper threads."""
+    total = 0
+    for p in tree(pid):
+        try:
+            raw = (PROC / str(p) / "task" / str(p) / "stat").read_text()
+        except OSError:
+            continue
+        f = raw[raw.rfind(")") + 2:].split()
+        total += int(f[11]) + int(f[12])
+    return total / CLK_TCK
+
+
 def _status_kb(pid: int, key: str) -> int:
     try:
         for line in (PROC / str(pid) / "status").read_text().splitlines():

@@ -6,6 +6,7 @@ The gateway itself is not exercised here; bench/run.py drives it.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -261,5 +262,29 @@ def test_overhead_runs_both_sides_together(tmp_path):
     assert cp.returncode == 0, cp.stderr[-2000:]
     res = orjson.loads(out.read_bytes())["results"][0]
     assert res["comparison"] == "compat_json" and res["errors"] == 0
-    assert 0.2 < res["throughput_kept"] < 2.0
-    assert res["baseline"]["cpu_us_per_req"] > 0 and res["variant"]["cpu_us_per_req"] > 0
+    assert 0.2 < res["throughput_kept"] < 2.0 and 0.2 < res["loop_throughput_kept"] < 2.0
+    for side in ("baseline", "variant"):  # the loop's thread is part of the whole process
+        assert 0 < res[side]["loop_us_per_req"] <= res[side]["cpu_us_per_req"]
+
+
+def test_main_thread_seconds_counts_the_main_thread_only():
+    """A helper thread's CPU goes into cpu_seconds, not into main_thread_seconds."""
+    import threading
+    import time as _time
+
+    from bench import procstat
+
+    pid = os.getpid()
+    main0, all0 = procstat.main_thread_seconds(pid), procstat.cpu_seconds(pid)
+
+    def spin() -> None:
+        end = _time.thread_time() + 0.5
+        while _time.thread_time() < end:
+            pass
+
+    t = threading.Thread(target=spin)
+    t.start()
+    t.join()
+    main1, all1 = procstat.main_thread_seconds(pid), procstat.cpu_seconds(pid)
+    assert all1 - all0 >= 0.4
+    assert main1 - main0 < 0.2
