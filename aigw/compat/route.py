@@ -65,7 +65,7 @@ class Route:
     header bytes every request to it needs."""
 
     __slots__ = ("provider", "translator", "paths", "auth_name", "auth_scheme",
-                 "defaults", "translated_base", "translated_defaults")
+                 "translated_base", "translated_defaults")
 
     def __init__(self, provider: Provider, translator: ModuleType | None,
                  paths: dict[str, str]) -> None:
@@ -75,12 +75,11 @@ class Route:
         self.paths = paths  # OpenAI-wire endpoint -> path under the provider's base
         self.auth_name = pc.auth_header.lower().encode("latin-1")
         self.auth_scheme = pc.auth_scheme.encode("latin-1")
-        self.defaults = tuple((k.encode("latin-1"), v.encode("utf-8")) for k, v in pc.default_headers)
         self.translated_base = _TRANSLATED_BASE if translator is None else (
             *_TRANSLATED_BASE, *_encode(translator.HEADERS))
         # the defaults a translated request adds: those its base and credential do not set
         taken = {n.lower() for n, _ in self.translated_base} | {self.auth_name}
-        self.translated_defaults = tuple(kv for kv in self.defaults if kv[0].lower() not in taken)
+        self.translated_defaults = tuple(kv for kv in provider.default_headers if kv[0] not in taken)
 
     def __repr__(self) -> str:
         how = self.translator.PROVIDER if self.translator is not None else "pass-through"
@@ -150,9 +149,8 @@ def provider_headers(route: Route, pairs: Iterable[tuple[bytes, bytes]],
             out.append((auth_name, route.auth_scheme + key))
     if defaults is not None:
         out.extend(defaults)
-    elif route.defaults:
-        present = {n.lower() for n, _ in out}
-        out.extend(kv for kv in route.defaults if kv[0].lower() not in present)
+    else:
+        route.provider.add_defaults(out)
     return out
 
 

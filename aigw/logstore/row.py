@@ -409,8 +409,8 @@ def redact_rows(rows: Any) -> None:
     `?key=`-style query value, which a provider's error body may quote back), credential-
     named JSON members (see `stream_members` for the one exception) and token shapes."""
     bodies: list[bytes] = []
-    owners: list[tuple[LogRow, tuple[bytes, ...]]] = []  # per body: its row and the row's secrets
-    responses: list[int] = []  # which bodies are responses
+    # per body: its row, the row's secrets, whether it is the response, the member pass
+    owners: list[tuple[LogRow, tuple[bytes, ...], bool, bool]] = []
     members: list[int] = []  # which bodies get the credential-member pass
     encoded: dict[tuple[str, ...], tuple[bytes, ...]] = {}  # most rows share their secrets
     for row in rows:
@@ -432,14 +432,13 @@ def redact_rows(rows: Any) -> None:
         if body:
             members.append(len(bodies))
             bodies.append(body)
-            owners.append((row, known))
+            owners.append((row, known, False, True))
         body = row.response_body
         if body:
             if row.response_members:
                 members.append(len(bodies))
-            responses.append(len(bodies))
             bodies.append(body)
-            owners.append((row, known))
+            owners.append((row, known, True, row.response_members))
     if not bodies:
         return
     flags = bytearray(len(bodies))
@@ -450,26 +449,18 @@ def redact_rows(rows: Any) -> None:
         for secret in distinct:
             joined.literal(secret, flags)
     else:
-        for j, (_, known) in enumerate(owners):
-            if known:
+        for j, owner in enumerate(owners):
+            if owner[1]:
                 flags[j] = 1
     if members:
         low = _Joined([bodies[j] for j in members], members)
         low.data = low.data.lower()
         for word in _MEMBER_WORDS:
             low.literal(word, flags)
-    if not any(flags):
-        return
-    is_response = bytearray(len(bodies))
-    for j in responses:
-        is_response[j] = 1
-    is_member = bytearray(len(bodies))
-    for j in members:
-        is_member[j] = 1
     for j, flagged in enumerate(flags):
         if flagged:
-            row, known = owners[j]
-            if is_response[j]:
-                row.response_body = _redact(bodies[j], known, bool(is_member[j]))
+            row, known, response, member_pass = owners[j]
+            if response:
+                row.response_body = _redact(bodies[j], known, member_pass)
             else:
-                row.request_body = _redact(bodies[j], known, True)
+                row.request_body = _redact(bodies[j], known, member_pass)
