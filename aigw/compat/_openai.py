@@ -260,11 +260,7 @@ class ChunkStream:
     TEXT_EVENT: re.Pattern[bytes] | None = None
 
     def _blocks(self, done: bytes) -> bytes:
-        """Complete LF-framed events: `_run` for the whole piece, else one by one, `_fast`
-        first, else parsed for `_event`."""
-        whole = self._run(done)
-        if whole is not None:
-            return whole
+        """Complete LF-framed events, one by one: `_fast` first, else parsed for `_event`."""
         fast = self._fast
         out = []
         for block in done.split(b"\n\n")[:-1]:
@@ -280,11 +276,6 @@ class ChunkStream:
 
     def _fast(self, block: bytes) -> bytes | None:
         """A translation straight from an event's bytes, or None for the general way."""
-        return None
-
-    def _run(self, done: bytes) -> bytes | None:
-        """A translation of a whole run of events at once (a provider's usual opening or
-        closing events, recognised by one match), or None for event by event."""
         return None
 
     def _make_content_head(self) -> bytes:

@@ -220,17 +220,6 @@ _TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start",
 _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 # Events parsed without the general splitter: their one data line is handed to _data.
 _DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
-# The runs of events that open and close a text reply, each matched whole: one data line
-# to parse (group 1), and events that carry nothing for OpenAI (the same that _fast drops).
-_OPENING = re.compile(
-    rb'event: message_start\ndata: (\{[^\n]*\})\n\n'
-    rb'(?:event: content_block_start\ndata: \{"type":"content_block_start","index":\d+,'
-    rb'"content_block":\{"type":"text","text":""\}\}\n\n)?'
-    rb'(?:event: ping\ndata: \{"type": ?"ping"\}\n\n)?')
-_CLOSING = re.compile(
-    rb'(?:event: content_block_stop\ndata: \{"type": ?"content_block_stop","index": ?\d+\}\n\n)?'
-    rb'event: message_delta\ndata: (\{[^\n]*\})\n\n'
-    rb'(?:event: message_stop\ndata: \{"type": ?"message_stop"\}\n\n)?')
 
 
 class StreamTranslator(oa.ChunkStream):
@@ -259,13 +248,6 @@ class StreamTranslator(oa.ChunkStream):
             data = oa.loads_object(payload)
             return b"" if data is None else self._data(data)
         return None
-
-    def _run(self, done: bytes) -> bytes | None:
-        m = _OPENING.fullmatch(done) or _CLOSING.fullmatch(done)
-        if m is None:
-            return None
-        data = oa.loads_object(m.group(1))
-        return b"" if data is None else self._data(data)
 
     def _event(self, ev: SSEEvent) -> bytes:
         data = oa.loads_object(ev.data)
