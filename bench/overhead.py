@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 from bench import procstat, report  # noqa: E402
 from bench.run import (BENCH, CONFIG_TEMPLATE, DEFAULT_GATEWAY_CMD, ROOT, free_port, pinner,  # noqa: E402
                        stop, wait_port)
-from bench.scenarios import SCENARIOS, Scenario  # noqa: E402
+from bench.scenarios import AUTHORIZATION, SCENARIOS, Scenario  # noqa: E402
 
 LOGS_OFF = '[logs]\nbackend = "off"\n'
 ROUTES = {"chat": "/openai/chat/completions", "anthropic": "/anthropic/v1/messages",
@@ -94,7 +94,7 @@ class Gateway:
             raise RuntimeError(f"aigw did not start: {(tmp / f'{name}.log').read_text()[-800:]}")
         body = tmp / f"{name}.json"
         body.write_bytes(self.sc.body)
-        headers = [f"{k}: {v}" for k, v in (("authorization", "Bearer bench"), *self.sc.headers)]
+        headers = [f"{k}: {v}" for k, v in (("authorization", AUTHORIZATION), *self.sc.headers)]
         self.env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_HEADERS": "\n".join(headers)}
         self.url = f"http://127.0.0.1:{port}/v1/bench/bench{ROUTES[self.sc.route]}"
         self.tool_cpus = tool_cpus

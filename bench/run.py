@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import procstat, report  # noqa: E402
-from bench.scenarios import SCENARIOS, Scenario, Target, parse_other  # noqa: E402
+from bench.scenarios import AUTHORIZATION, SCENARIOS, Scenario, Target, parse_other  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -123,7 +123,7 @@ class Runner:
         path = self.tmp / f"{sc.name}-{abs(hash(body))}.json"
         if not path.exists():
             path.write_bytes(body)
-        headers = [f"{k}: {v}" for k, v in (("authorization", "Bearer bench"), *sc.headers)]
+        headers = [f"{k}: {v}" for k, v in (("authorization", AUTHORIZATION), *sc.headers)]
         return path, headers + list(self.args.header)
 
     def load(self, url: str, sc: Scenario, body: bytes, connections: int, duration: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 from _logfixtures import ACCOUNT, GATEWAY, make_row
 from aigw.logstore.query import parse_query
 from aigw.logstore.row import COLUMNS
-from aigw.logstore.sqlite import SqliteLogStore, split_values
+from aigw.logstore.sqlite import PAGE_SIZE, SqliteLogStore, split_values
 from multidict import MultiDict
 
 
@@ -30,8 +30,9 @@ async def test_wal_mode_and_roundtrip(store, tmp_path):
     assert got["request_head"] == '{"model":"gpt-4o-mini","messages":[]}'
     assert got["request_size"] == len(b'{"model":"gpt-4o-mini","messages":[]}')
     assert got["created_at"].endswith("Z")
-    mode = sqlite3.connect(tmp_path / "logs.sqlite").execute("PRAGMA journal_mode").fetchone()
-    assert mode[0] == "wal"
+    con = sqlite3.connect(tmp_path / "logs.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 16384
 
 
 async def test_sparse_columns_survive_batches_with_and_without_them(store):
@@ -176,6 +177,8 @@ async def test_a_table_from_an_earlier_version_gains_the_new_columns(tmp_path):
     assert (await s.get(ACCOUNT, GATEWAY, old.id))["response_head"] == '{"id":"x","usage":{}}'
     assert (await s.get_body(ACCOUNT, GATEWAY, new.id, "response"))[0] == STREAM_HEAD
     await s.close()
+    # the file keeps the page size it was made with (changing it would need a VACUUM)
+    assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] == 4096
 
 
 async def test_batches_of_any_length_use_a_few_statement_shapes(store):

@@ -29,6 +29,10 @@ T = TypeVar("T")
 # Rows per INSERT, at most: a batch of 500 rows goes in as two statements (fewer rows where
 # the SQLite library takes fewer bound values per statement: 999 before 3.32).
 ROWS_PER_INSERT = 250
+# Page size of a new log file (an existing file keeps its own). Rows are appended and the
+# WAL writes, checksums and checkpoints whole pages: at 16 KB a JSON row cost the writer
+# ~0.5 µs less than at SQLite's default 4 KB, and a file is ~3% smaller (bench/README.md).
+PAGE_SIZE = 16384
 
 
 Values = tuple[tuple[Any, ...], tuple[Any, ...]]  # a row's (dense, sparse) column values
@@ -75,6 +79,7 @@ class SqliteLogStore(SqlLogStore):
 
     def _open(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # no effect on a file that has pages
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
         db.execute("PRAGMA busy_timeout=5000")
