@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from aigw.logstore.row import (REDACTED, LogRow, _mask_tokens, _redact, _token_sub, _TOKEN_SHAPES, query_secrets,
                                redact_body, redact_rows, redact_url,
-                               stream_members)
+                               response_members)
 
 R = REDACTED.encode()
 KEY = b"sk-proj-abcdefghijklmnop1234"
@@ -22,13 +22,14 @@ def test_marker_scan_masks_exactly_what_the_token_regex_masks(parts: list[bytes]
     assert _mask_tokens(body) == _TOKEN_SHAPES.sub(_token_sub, body)
 
 
-def _row(ctype: str, status: int, response: bytes, wire: str = "openai") -> LogRow:
+def _row(ctype: str, status: int, response: bytes, wire: str = "openai",
+         path: str = "/v1/chat/completions") -> LogRow:
     row = LogRow()
     row.status_code = status
     row.success = 200 <= status < 300
     row.response_content_type = ctype
-    row.response_members = stream_members(wire, status, ctype)
-    row.path = "/v1/chat/completions?key=AIzaQUERYSECRET"
+    row.path = path + "?key=AIzaQUERYSECRET"
+    row.response_members = response_members(wire, status, ctype, row.path)
     row.set_bodies(b'{"api_key":"body-secret-1","messages":[{"content":"' + KEY + b'"}]}', response, 4096)
     row.secrets = ("client-header-secret",)
     row.redact()
@@ -42,8 +43,28 @@ def test_request_bodies_lose_members_tokens_and_known_secrets() -> None:
 
 
 def test_json_responses_lose_credential_members() -> None:
-    row = _row("application/json", 200, b'{"access_token":"oauth-secret-99","token_type":"bearer"}')
-    assert row.response_body == b'{"access_token":"' + R + b'","token_type":"bearer"}'
+    token = b'{"access_token":"oauth-secret-99","token_type":"bearer"}'
+    for wire, path in (("openai", "/v1/oauth/token"), ("openai", "/v1/files"),
+                       ("anthropic", "/v1/messages"), ("google-ai-studio", "/v1beta/models/x:generateContent"),
+                       ("workers-ai", "/v1/chat/completions")):
+        row = _row("application/json", 200, token, wire, path)
+        assert row.response_body == b'{"access_token":"' + R + b'","token_type":"bearer"}', (wire, path)
+
+
+def test_openai_inference_json_keeps_members_but_loses_secrets_and_tokens() -> None:
+    """A 2xx JSON reply of OpenAI's chat, completions and embeddings endpoints is not searched
+    for credential-named members (the model's text and tool arguments are JSON strings
+    there); known secrets and token shapes are still masked, and an error reply, or another
+    path, gets every pass."""
+    reply = (b'{"choices":[{"message":{"content":"echo client-header-secret ' + KEY
+             + b'","tool_calls":[{"function":{"arguments":"{\\"password\\":\\"p\\"}"}}]}}],'
+             b'"password":"schema-free"}')
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/openai/v1/chat/completions"):
+        row = _row("application/json; charset=utf-8", 200, reply, "openai", path)
+        assert row.response_body == reply.replace(b"client-header-secret", R).replace(KEY, R), path
+    for status, path in ((400, "/v1/chat/completions"), (200, "/v1/chat/completions/abc/messages")):
+        row = _row("application/json", status, reply, "openai", path)
+        assert b'"password":"' + R + b'"' in row.response_body and b"schema-free" not in row.response_body
 
 
 def test_stream_responses_lose_known_secrets_and_token_shapes_only() -> None:

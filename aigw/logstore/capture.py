@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from aigw.cost import CustomCost, PriceTable, compute_cost, parse_custom_cost
-from aigw.logstore.row import SECRET_HEADERS, LogRow, collect_flags, parse_metadata, stream_members
+from aigw.logstore.row import SECRET_HEADERS, LogRow, collect_flags, parse_metadata, response_members
 from aigw.usage import SSEUsageScanner, model_from_path, model_from_request, usage_from_json
 
 __all__ = ["Recorder", "Attempt"]
@@ -206,7 +206,6 @@ class Attempt:
         if rec.payload:
             row.request_body = body[:rec.head_bytes]
             row.response_body = b"".join(self.parts)
-            if self.scanner is not None:  # a stream: see aigw.logstore.row.stream_members
-                row.response_members = stream_members(t.wire, row.status_code,
-                                                      row.response_content_type)
+            row.response_members = response_members(t.wire, row.status_code,
+                                                    row.response_content_type, t.target)
         rec.writer.submit(row)

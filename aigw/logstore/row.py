@@ -19,7 +19,7 @@ from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "redact_rows", "stream_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
+__all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "redact_rows", "response_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -91,7 +91,7 @@ class LogRow:
         self.score: float | None = None
         self.body_codec = 0  # set by a store that deflates body heads (aigw.logstore.codec)
         self.secrets: tuple[str, ...] = ()  # values to scrub from path and bodies
-        # whether the response head gets the credential-member pass (see stream_members)
+        # whether the response head gets the credential-member pass (see response_members)
         self.response_members = True
 
     def __repr__(self) -> str:
@@ -264,12 +264,22 @@ def _redact(body: bytes, secrets: tuple[bytes, ...], members: bool) -> bytes:
 # 4 KB head). Gemini streams function-call `args` as objects, and custom wires are unknown:
 # they get every pass.
 _STRING_ONLY_STREAMS = frozenset({"openai", "anthropic"})
+# The same holds for the JSON replies of OpenAI's inference endpoints (message content and
+# tool-call `arguments` are strings; embeddings are numbers): ~0.8 µs a row. Only these
+# paths: an OpenAI-wire provider's other endpoints may return anything (an OAuth-style
+# `access_token`). Anthropic's JSON replies hold tool input as an object, so they keep it.
+_STRING_ONLY_JSON_PATHS = ("/chat/completions", "/completions", "/embeddings")
 
 
-def stream_members(wire: str, status: int, content_type: str | None) -> bool:
+def response_members(wire: str, status: int, content_type: str | None, path: str) -> bool:
     """Whether a response head needs the credential-member pass."""
-    return not (200 <= status < 300 and wire in _STRING_ONLY_STREAMS
-                and (content_type or "").startswith("text/event-stream"))
+    if not 200 <= status < 300:
+        return True
+    ctype = content_type or ""
+    if ctype.startswith("text/event-stream"):
+        return wire not in _STRING_ONLY_STREAMS
+    return not (wire == "openai" and ctype.startswith("application/json")
+                and path.partition("?")[0].endswith(_STRING_ONLY_JSON_PATHS))
 
 
 def _contains(body: bytes, needle: bytes) -> bool:
@@ -407,7 +417,7 @@ def redact_rows(rows: Any) -> None:
     """Scrub secrets from the paths and body heads of a batch of rows, in place (run by the
     writer, off the hot path): known secret values (the credentials sent upstream and any
     `?key=`-style query value, which a provider's error body may quote back), credential-
-    named JSON members (see `stream_members` for the one exception) and token shapes."""
+    named JSON members (see `response_members` for the exceptions) and token shapes."""
     bodies: list[bytes] = []
     # per body: its row, the row's secrets, whether it is the response, the member pass
     owners: list[tuple[LogRow, tuple[bytes, ...], bool, bool]] = []
