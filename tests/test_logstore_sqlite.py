@@ -7,6 +7,7 @@ import pytest
 
 from _logfixtures import ACCOUNT, GATEWAY, make_row
 from aigw.logstore.query import parse_query
+from aigw.logstore.codec import pack
 from aigw.logstore.row import COLUMNS
 from aigw.logstore.sqlite import PAGE_SIZE, SqliteLogStore, split_values
 from multidict import MultiDict
@@ -208,3 +209,20 @@ async def test_batches_of_any_length_use_a_few_statement_shapes(store):
             db.execute("COMMIT")
     assert len(seen) <= 6
     assert db.execute("SELECT COUNT(*) FROM aigw_logs").fetchone()[0] == total
+
+
+def test_row_values_bind_without_sqlite3s_adapter_lookup():
+    """What a row binds is an exact int, float, str or bytearray (bound directly) or None
+    (found in the adapter registry, still bound as NULL): a bool or a bytes value would go
+    through sqlite3's adapter lookup, which costs several times the binding itself."""
+    direct = {int, float, str, bytearray}
+    small = make_row(0, cost=None, ttfb=None, cached=True)
+    large = make_row(1)
+    large.set_bodies(b"q" * 3000, b"data: {}\n\n" * 500, 4096)  # both deflated
+    for dense, sparse in split_values([small, large]):
+        values = pack(dense, sparse)
+        assert {type(v) for v in values if v is not None} <= direct, values
+        assert None in values
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    con = sqlite3.connect(":memory:")
+    assert con.execute("SELECT ? IS NULL, typeof(?)", (None, bytearray(b"x"))).fetchone() == (1, "blob")

@@ -35,6 +35,14 @@ ROWS_PER_INSERT = 250
 PAGE_SIZE = 16384
 
 
+# NULL without the adapter lookup: sqlite3 binds None only after looking for an adapter,
+# whose miss formats and discards an AttributeError (252 ns a value; a row has several
+# NULLs). A registered adapter is found by one dict lookup (127 ns). `{}.get` is a C
+# callable that returns None for None, so a None still binds as NULL, wherever in the
+# process sqlite3 is used. (Registering for a base type (int, float, str, bytearray) would
+# slow every binding; None and bytes are not among them.)
+sqlite3.register_adapter(type(None), {}.get)
+
 Values = tuple[tuple[Any, ...], tuple[Any, ...]]  # a row's (dense, sparse) column values
 _dense = attrgetter(*DENSE)
 _sparse = attrgetter(*SPARSE)
