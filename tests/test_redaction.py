@@ -170,3 +170,16 @@ def test_a_marker_behind_many_decoys_is_still_found() -> None:
     assert row.request_body == decoys + b" Bearer " + R
     assert row.response_body == decoys + b" " + R + b" " + decoys
     assert all(r.request_body == b"Bearer " + R and r.response_body == R for r in rows[1:])
+
+
+def test_an_empty_batch_and_rows_without_bodies() -> None:
+    redact_rows([])
+    row = LogRow()
+    row.path = "/v1/x?key=AIzaQUERYSECRET"
+    row.secrets = ("client-header-secret",)
+    bare = LogRow()
+    bare.request_body = b'{"api_key":"v1"}'
+    redact_rows([row, bare])
+    assert row.request_body is None and row.response_body is None and row.secrets == ()
+    assert "AIzaQUERYSECRET" not in row.path
+    assert bare.request_body == b'{"api_key":"' + R + b'"}' and bare.response_body is None

@@ -418,10 +418,10 @@ def redact_rows(rows: Any) -> None:
     writer, off the hot path): known secret values (the credentials sent upstream and any
     `?key=`-style query value, which a provider's error body may quote back), credential-
     named JSON members (see `response_members` for the exceptions) and token shapes."""
-    bodies: list[bytes] = []
-    # per body: its row, the row's secrets, whether it is the response, the member pass
-    owners: list[tuple[LogRow, tuple[bytes, ...], bool, bool]] = []
-    members: list[int] = []  # which bodies get the credential-member pass
+    n = len(rows)
+    if not n:
+        return
+    knowns: list[tuple[bytes, ...]] = []  # per row: its secrets, encoded
     encoded: dict[tuple[str, ...], tuple[bytes, ...]] = {}  # most rows share their secrets
     for row in rows:
         secrets = row.secrets
@@ -436,41 +436,37 @@ def redact_rows(rows: Any) -> None:
             if known is None:
                 known = encoded[secrets] = tuple(s.encode() for s in secrets if s)
             row.secrets = ()
+            knowns.append(known)
         else:
-            known = ()
-        body = row.request_body
-        if body:
-            members.append(len(bodies))
-            bodies.append(body)
-            owners.append((row, known, False, True))
-        body = row.response_body
-        if body:
-            if row.response_members:
-                members.append(len(bodies))
-            bodies.append(body)
-            owners.append((row, known, True, row.response_members))
-    if not bodies:
-        return
-    flags = bytearray(len(bodies))
-    joined = _Joined(bodies, range(len(bodies)))
+            knowns.append(())
+    # Body j is row j's request head, body n + j its response head (b"" where there is none:
+    # an empty body holds no marker, and a flag on one is skipped below).
+    bodies = [r.request_body or b"" for r in rows] + [r.response_body or b"" for r in rows]
+    flags = bytearray(2 * n)
+    joined = _Joined(bodies, range(2 * n))
     joined.key_shapes(flags)
     distinct = {s for known in encoded.values() for s in known}
     if len(distinct) <= _MAX_SECRETS:
         for secret in distinct:
             joined.literal(secret, flags)
     else:
-        for j, owner in enumerate(owners):
-            if owner[1]:
-                flags[j] = 1
-    if members:
-        low = _Joined([bodies[j] for j in members], members)
-        low.data = low.data.lower()
-        for word in _MEMBER_WORDS:
-            low.literal(word, flags)
-    for j, flagged in enumerate(flags):
-        if flagged:
-            row, known, response, member_pass = owners[j]
-            if response:
-                row.response_body = _redact(bodies[j], known, member_pass)
-            else:
-                row.request_body = _redact(bodies[j], known, member_pass)
+        for i, known in enumerate(knowns):
+            if known:
+                flags[i] = flags[n + i] = 1
+    # the credential-member pass: every request head, the response heads that need it
+    members = [*range(n), *(n + i for i, r in enumerate(rows) if r.response_members)]
+    low = _Joined([bodies[j] for j in members], members)
+    low.data = low.data.lower()
+    for word in _MEMBER_WORDS:
+        low.literal(word, flags)
+    j = flags.find(1)
+    while j >= 0:
+        if j < n:
+            row = rows[j]
+            if row.request_body:
+                row.request_body = _redact(row.request_body, knowns[j], True)
+        else:
+            row = rows[j - n]
+            if row.response_body:
+                row.response_body = _redact(row.response_body, knowns[j - n], row.response_members)
+        j = flags.find(1, j + 1)
