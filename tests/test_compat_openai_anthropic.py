@@ -107,6 +107,8 @@ def test_stream_golden_in_any_chunking(name: str, usage: bool) -> None:
     data = read(f"{name}.sse")
     outs = {size: feed_in(t.StreamTranslator("claude", usage, clock=clock, new_id=ids()), data, size)
             for size in (1, 7, None)}
+    live = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())  # an event per chunk
+    outs["events"] = b"".join(live.feed(event) for event in split_events(data)) + live.finish()
     assert len(set(outs.values())) == 1
     validate_stream(outs[None])
     golden(f"{name}.{'usage' if usage else 'plain'}.expected.sse", outs[None])
@@ -163,9 +165,14 @@ def test_text_deltas_cut_from_bytes_keep_their_value(ascii_only: bool) -> None:
             general.append(data["type"])
             return super()._data(data)
 
-    for size in (None, 5):
+    def events_one_by_one(translator: t.StreamTranslator) -> bytes:
+        return b"".join(translator.feed(e) for e in split_events(data)) + translator.finish()
+
+    for size in (None, 5, "events"):
         general.clear()
-        chunks = validate_stream(feed_in(Counting("claude", False, clock=clock, new_id=ids()), data, size))
+        translator = Counting("claude", False, clock=clock, new_id=ids())
+        chunks = validate_stream(events_one_by_one(translator) if size == "events"
+                                 else feed_in(translator, data, size))
         texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
         assert texts == [x for x in TRICKY_TEXTS if x] + ["tail"]
         # only the rare events are parsed: every plain text delta went by its bytes

@@ -224,12 +224,18 @@ class ChunkStream:
         the provider's own JSON string literal, without parsing; the other events go
         through `_fast` (recognised by their bytes) or are parsed and passed to `_event`.
         """
+        pattern = self.TEXT_EVENT
+        if pattern is not None and self._sse.idle():
+            # A live stream arrives an event or so per chunk, and nearly every event is a
+            # text delta: a chunk that is exactly one becomes its chunk in one match.
+            m = pattern.fullmatch(chunk)
+            if m is not None:
+                return (self._content_head or self._make_content_head()) + m.group(1) + _CONTENT_TAIL
         done = self._sse.take_complete(chunk)
         if done is None:
             return b"".join(self._event(ev) for ev in self._sse.feed(chunk))
         if not done:
             return b""
-        pattern = self.TEXT_EVENT
         parts = pattern.split(done) if pattern is not None else None
         if parts is None or len(parts) == 1:
             return self._blocks(done)

@@ -60,6 +60,10 @@ class SSESplitter:
                 events.append(ev)
         return events
 
+    def idle(self) -> bool:
+        """Nothing buffered and no event half-parsed: the next chunk starts an event."""
+        return not self._buf and not self._has_data and not self._event
+
     def take_complete(self, chunk: bytes) -> bytes | None:
         """In the common case (LF line ends, nothing half-parsed): the raw text of every
         event `chunk` completes, each with its blank line (b"" if none is complete yet);
