@@ -37,9 +37,13 @@ if __package__ in (None, ""):
 from bench import procstat, report  # noqa: E402
 from bench.run import (BENCH, CONFIG_TEMPLATE, DEFAULT_GATEWAY_CMD, ROOT, free_port, pinner,  # noqa: E402
                        stop, wait_port)
-from bench.scenarios import AUTHORIZATION, SCENARIOS, Scenario  # noqa: E402
+from bench.scenarios import AUTHORIZATION, LIVE_SCENARIOS, SCENARIOS, Scenario  # noqa: E402
 
 LOGS_OFF = '[logs]\nbackend = "off"\n'
+# /compat sends the provider only its own headers, not the client's x-mock-*: a live
+# Anthropic stream is asked for by the gateway's provider config, on both sides.
+_LIVE_ANTHROPIC = '[providers.anthropic.headers]\n"x-mock-chunk-delay-ms" = "1"\n'
+PROVIDER_CONFIG = {"anthropic_sse_live_c32": _LIVE_ANTHROPIC, "compat_sse_live_c32": _LIVE_ANTHROPIC}
 ROUTES = {"chat": "/openai/chat/completions", "anthropic": "/anthropic/v1/messages",
           "compat": "/compat/chat/completions"}
 
@@ -59,6 +63,7 @@ class Comparison:
     baseline: Side
     variant: Side
     target: float  # the variant keeps at least this share of the baseline's throughput
+    default: bool = True  # in a run without --comparison
 
 
 COMPARISONS = (
@@ -71,6 +76,13 @@ COMPARISONS = (
                Side("anthropic_json_c32", False), Side("compat_json_c32", False), 0.85),
     Comparison("compat_sse", "/compat vs the Anthropic pass-through, 20-delta stream at c=32, "
                "logging off", Side("anthropic_sse_c32", False), Side("compat_sse_c32", False), 0.85),
+    # Supplementary, run by name: the same with live streams (an event per chunk, 1 ms apart).
+    # Neither gateway is saturated then; CPU per request is still what is compared.
+    Comparison("logging_sse_live", "request logging on vs off, 20-chunk live stream at c=32",
+               Side("sse_live_c32", False), Side("sse_live_c32", True), 0.90, default=False),
+    Comparison("compat_sse_live", "/compat vs the Anthropic pass-through, 20-delta live stream "
+               "at c=32, logging off", Side("anthropic_sse_live_c32", False),
+               Side("compat_sse_live_c32", False), 0.85, default=False),
 )
 
 
@@ -80,11 +92,12 @@ class Gateway:
     def __init__(self, side: Side, tmp: Path, name: str, mock_port: int, cpus: set[int] | None,
                  tool_cpus: set[int] | None) -> None:
         self.side = side
-        self.sc: Scenario = {s.name: s for s in SCENARIOS}[side.scenario]
+        self.sc: Scenario = {s.name: s for s in SCENARIOS + LIVE_SCENARIOS}[side.scenario]
         port = free_port()
         logs = f'[logs]\npath = "{tmp / (name + ".sqlite")}"\n' if side.logs else LOGS_OFF
         config = tmp / f"{name}.toml"
-        config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port) + "\n" + logs)
+        config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port) + "\n"
+                          + PROVIDER_CONFIG.get(side.scenario, "") + logs)
         cmd = DEFAULT_GATEWAY_CMD.format(python=sys.executable, config=config, port=port, workers=1)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - kept for the child's lifetime
@@ -170,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     ap = argparse.ArgumentParser(description="the cost of a feature, measured side by side")
     ap.add_argument("--comparison", action="append", choices=[c.name for c in COMPARISONS],
-                    help="run only these (repeatable); default: all")
+                    help="run only these (repeatable); default: all but the *_live ones")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--duration", type=int, default=3, help="seconds per round")
     ap.add_argument("--no-pin", action="store_true", help="do not pin (one CPU machines)")
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     cpus = tool_cpus = None
     if not args.no_pin and len(allowed) > 1:
         cpus, tool_cpus = {allowed[0]}, {allowed[1]}
-    chosen = [c for c in COMPARISONS if not args.comparison or c.name in args.comparison]
+    chosen = [c for c in COMPARISONS if c.name in args.comparison] if args.comparison else \
+        [c for c in COMPARISONS if c.default]
     results = []
     with tempfile.TemporaryDirectory(prefix="aigw-overhead-") as td:
         tmp = Path(td)

@@ -112,3 +112,15 @@ def parse_other(spec: str, pid: int | None = None) -> Target:
     suffix = "/{provider}/{endpoint}"
     universal = url[: -len(suffix)] if url.endswith(suffix) else None
     return Target(name, chat, universal, pid)
+
+# Live streams: the same replies with the events 1 ms apart, so each arrives in a chunk of
+# its own, as a model writes them (the scenarios above get the whole stream in one read).
+# Not in run.py's set; bench/overhead.py's optional `*_live` comparisons use them.
+_LIVE = (*_CHUNKS, ("x-mock-chunk-delay-ms", "1"))
+LIVE_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("sse_live_c32", "chat", _SSE, _SSE, 32, "load", stream=True, headers=_LIVE),
+    Scenario("anthropic_sse_live_c32", "anthropic", _MSG_SSE, _MSG_SSE, 32, "load", stream=True,
+             headers=_LIVE),
+    Scenario("compat_sse_live_c32", "compat", orjson.dumps(COMPAT_STREAM), _MSG_SSE, 32, "load",
+             stream=True, headers=_LIVE),
+)

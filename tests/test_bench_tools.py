@@ -246,10 +246,27 @@ def test_other_gateway_url_templates():
 
 def test_overhead_comparisons_name_real_scenarios():
     from bench.overhead import COMPARISONS
+    from bench.scenarios import LIVE_SCENARIOS
     names = {s.name for s in SCENARIOS}
+    live = {s.name for s in LIVE_SCENARIOS}
     for c in COMPARISONS:
-        assert c.baseline.scenario in names and c.variant.scenario in names
+        # the default set is the judged one; the live streams are run by name only
+        assert {c.baseline.scenario, c.variant.scenario} <= (names if c.default else live), c.name
         assert 0 < c.target < 1
+
+
+def test_live_anthropic_config_asks_the_mock_for_a_paced_stream():
+    """/compat does not forward the client's x-mock-* headers: both live Anthropic sides get
+    the pacing header from the gateway's provider config, which must be valid aigw config."""
+    import tomllib
+
+    from aigw.config import from_dict
+    from bench.overhead import PROVIDER_CONFIG
+    from bench.run import CONFIG_TEMPLATE
+    assert PROVIDER_CONFIG["compat_sse_live_c32"] == PROVIDER_CONFIG["anthropic_sse_live_c32"]
+    text = CONFIG_TEMPLATE.format(port=8787, mock=9999) + "\n" + PROVIDER_CONFIG["compat_sse_live_c32"]
+    config = from_dict(tomllib.loads(text))
+    assert ("x-mock-chunk-delay-ms", "1") in config.providers["anthropic"].default_headers
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
