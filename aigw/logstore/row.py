@@ -413,7 +413,7 @@ class _Joined:
                 m = _K_GATE.search(data, p + 2)
 
 
-def redact_rows(rows: Any) -> None:
+def redact_rows(rows: Sequence[LogRow]) -> None:
     """Scrub secrets from the paths and body heads of a batch of rows, in place (run by the
     writer, off the hot path): known secret values (the credentials sent upstream and any
     `?key=`-style query value, which a provider's error body may quote back), credential-

@@ -13,7 +13,7 @@ import sqlite3
 from itertools import chain
 from operator import attrgetter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar, cast
 
 from aigw.logstore.base import SqlLogStore, column_sql, schema_sql
 from aigw.logstore.codec import pack
@@ -42,7 +42,7 @@ PAGE_SIZE = 16384
 # callable that returns None for None, so a None still binds as NULL, wherever in the
 # process sqlite3 is used. (Registering for a base type (int, float, str, bytearray) would
 # slow every binding; None and bytes are not among them.)
-sqlite3.register_adapter(type(None), {}.get)
+sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
 
 Values = tuple[tuple[Any, ...], tuple[Any, ...]]  # a row's (dense, sparse) column values
 _dense = attrgetter(*DENSE)
