@@ -1,7 +1,8 @@
 """What a feature costs: two aigw configurations on one CPU, loaded at the same time.
 
-    python bench/overhead.py                           # every comparison, 10 rounds of 3 s
+    python bench/overhead.py                           # the judged comparisons, 10 rounds of 3 s
     python bench/overhead.py --comparison logging_json --rounds 5
+    python bench/overhead.py --comparison compat_sse_live   # supplementary: a live stream
 
 On a shared VM the speed of the machine drifts by 10-30% from one minute to the next, more
 than the costs measured here. `run.py` measures targets one after the other, so drift lands
