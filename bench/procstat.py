@@ -82,3 +82,16 @@ def peak_rss_kb(pid: int) -> int:
 def rss_kb(pid: int) -> int:
     """Sum of current VmRSS over the tree, in KiB."""
     return sum(_status_kb(p, "VmRSS") for p in tree(pid))
+
+
+def helper_threads(pid: int) -> list[int]:
+    """Thread ids of every process in the tree but each process's main thread (in aigw: the
+    SQLite writer, the access log, executor threads)."""
+    out: list[int] = []
+    for p in tree(pid):
+        try:
+            tids = [int(t.name) for t in (PROC / str(p) / "task").iterdir()]
+        except OSError:
+            continue
+        out.extend(t for t in tids if t != p)
+    return out

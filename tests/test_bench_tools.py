@@ -305,3 +305,21 @@ def test_main_thread_seconds_counts_the_main_thread_only():
     main1, all1 = procstat.main_thread_seconds(pid), procstat.cpu_seconds(pid)
     assert all1 - all0 >= 0.4
     assert main1 - main0 < 0.2
+
+
+def test_helper_threads_lists_every_thread_but_the_main_one():
+    import threading
+
+    from bench import procstat
+
+    pid = os.getpid()
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        helpers = procstat.helper_threads(pid)
+        assert t.native_id in helpers and pid not in helpers
+    finally:
+        stop.set()
+        t.join()
+    assert t.native_id not in procstat.helper_threads(pid)
