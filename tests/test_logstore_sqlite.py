@@ -7,9 +7,8 @@ import pytest
 
 from _logfixtures import ACCOUNT, GATEWAY, make_row
 from aigw.logstore.query import parse_query
-from aigw.logstore.codec import pack
-from aigw.logstore.row import COLUMNS
-from aigw.logstore.sqlite import PAGE_SIZE, SqliteLogStore, split_values
+from aigw.logstore.row import COLUMNS, DENSE, SPARSE
+from aigw.logstore.sqlite import PAGE_SIZE, SqliteLogStore, has_sparse, params
 from multidict import MultiDict
 
 
@@ -205,7 +204,7 @@ async def test_batches_of_any_length_use_a_few_statement_shapes(store):
                 rows[-1].event_id = "ev"
             total += n
             db.execute("BEGIN")
-            store._insert_rows(Recording(db), split_values(rows))
+            store._insert_rows(Recording(db), rows)
             db.execute("COMMIT")
     assert len(seen) <= 6
     assert db.execute("SELECT COUNT(*) FROM aigw_logs").fetchone()[0] == total
@@ -219,8 +218,10 @@ def test_row_values_bind_without_sqlite3s_adapter_lookup():
     small = make_row(0, cost=None, ttfb=None, cached=True)
     large = make_row(1)
     large.set_bodies(b"q" * 3000, b"data: {}\n\n" * 500, 4096)  # both deflated
-    for dense, sparse in split_values([small, large]):
-        values = pack(dense, sparse)
+    assert not has_sparse([small, large])
+    for full in (False, True):
+        values = params([small, large], full)
+        assert len(values) == 2 * (len(DENSE) + (len(SPARSE) if full else 0))
         assert {type(v) for v in values if v is not None} <= direct, values
         assert None in values
     assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
