@@ -56,6 +56,7 @@ class Side:
 
     scenario: str
     logs: bool
+    root: str = ""  # the aigw checkout to run (default: this one)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,14 @@ COMPARISONS = (
 )
 
 
+def against(c: Comparison, root: str) -> Comparison:
+    """The code comparison for `c`: its variant side run from `root` (baseline) and from
+    this checkout (variant)."""
+    return Comparison(f"{c.name}@against", f"{c.variant.scenario} (logs {'on' if c.variant.logs else 'off'}): "
+                      f"{root} vs this checkout", Side(c.variant.scenario, c.variant.logs, root),
+                      c.variant, c.target, c.default)
+
+
 class Gateway:
     """One running aigw for one side, with its wrk command."""
 
@@ -101,9 +110,10 @@ class Gateway:
         config.write_text(CONFIG_TEMPLATE.format(port=port, mock=mock_port) + "\n"
                           + PROVIDER_CONFIG.get(side.scenario, "") + logs)
         cmd = DEFAULT_GATEWAY_CMD.format(python=sys.executable, config=config, port=port, workers=1)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        root = side.root or str(ROOT)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - kept for the child's lifetime
-        self.proc = subprocess.Popen(cmd.split(), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd.split(), cwd=root, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, preexec_fn=pinner(cpus))
         if not wait_port(port, self.proc, 30):
             raise RuntimeError(f"aigw did not start: {(tmp / f'{name}.log').read_text()[-800:]}")
@@ -203,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spare-core", action="store_true",
                     help="run the gateways' helper threads (log writer, access log) on the tool "
                          "CPU: a worker on a machine with a core to spare (supplementary)")
+    ap.add_argument("--against", metavar="DIR",
+                    help="compare code instead of features: each chosen comparison's variant "
+                         "side runs from this checkout and from DIR (e.g. a `git worktree` of "
+                         "an earlier commit) at once; 'kept' above 1 means this checkout is cheaper")
     ap.add_argument("--out", default=str(BENCH / "results" / "overhead.json"))
     args = ap.parse_args(argv)
     allowed = sorted(os.sched_getaffinity(0))
@@ -211,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         cpus, tool_cpus = {allowed[0]}, {allowed[1]}
     chosen = [c for c in COMPARISONS if c.name in args.comparison] if args.comparison else \
         [c for c in COMPARISONS if c.default]
+    if args.against:
+        if not (Path(args.against) / "aigw" / "__init__.py").is_file():
+            ap.error(f"--against {args.against}: not an aigw checkout")
+        chosen = [against(c, str(Path(args.against).resolve())) for c in chosen]
     results = []
     with tempfile.TemporaryDirectory(prefix="aigw-overhead-") as td:
         tmp = Path(td)
@@ -226,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                 res = run_comparison(c, args.rounds, args.duration, mock_port, cpus, tool_cpus, tmp,
                                      args.spare_core)
                 results.append(res)
+                verdict = ("a code comparison: above 1, this checkout is cheaper" if args.against else
+                           f"target >= {c.target}: {'met' if res['met'] else 'NOT met'}")
                 print(f"{c.name:14s} kept {res['throughput_kept']:.3f} of the baseline's throughput "
-                      f"(rounds {res['range'][0]:.3f}-{res['range'][1]:.3f}; target >= {c.target}: "
-                      f"{'met' if res['met'] else 'NOT met'}); CPU/req {res['baseline']['cpu_us_per_req']:.0f}"
+                      f"(rounds {res['range'][0]:.3f}-{res['range'][1]:.3f}; {verdict}); "
+                      f"CPU/req {res['baseline']['cpu_us_per_req']:.0f}"
                       f" -> {res['variant']['cpu_us_per_req']:.0f} us; event-loop thread alone: kept "
                       f"{res['loop_throughput_kept']:.3f} ({res['baseline']['loop_us_per_req']:.0f} -> "
                       f"{res['variant']['loop_us_per_req']:.0f} us); requests answered: kept "

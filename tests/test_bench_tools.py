@@ -270,15 +270,22 @@ def test_live_anthropic_config_asks_the_mock_for_a_paced_stream():
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
-def test_overhead_runs_both_sides_together(tmp_path):
-    """One short round of one comparison: both gateways answer and a ratio comes out."""
+@pytest.mark.parametrize("against", [False, True])
+def test_overhead_runs_both_sides_together(tmp_path, against):
+    """One short round of one comparison: both gateways answer and a ratio comes out. With
+    --against, the comparison is of code: the variant's configuration on both sides, the
+    baseline run from the other checkout (here this one again)."""
     out = tmp_path / "overhead.json"
+    extra = ["--against", str(ROOT)] if against else []
     cp = subprocess.run([sys.executable, str(ROOT / "bench" / "overhead.py"), "--comparison", "compat_json",
-                         "--rounds", "1", "--duration", "1", "--out", str(out)],
+                         "--rounds", "1", "--duration", "1", "--out", str(out), *extra],
                         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert cp.returncode == 0, cp.stderr[-2000:]
     res = orjson.loads(out.read_bytes())["results"][0]
-    assert res["comparison"] == "compat_json" and res["errors"] == 0
+    assert res["comparison"] == ("compat_json@against" if against else "compat_json") and res["errors"] == 0
+    if against:
+        assert res["baseline"]["scenario"] == res["variant"]["scenario"] == "compat_json_c32"
+        assert "code comparison" in cp.stdout
     assert 0.2 < res["throughput_kept"] < 2.0 and 0.2 < res["loop_throughput_kept"] < 2.0
     for side in ("baseline", "variant"):  # the loop's thread is part of the whole process
         assert 0 < res[side]["loop_us_per_req"] <= res[side]["cpu_us_per_req"]
@@ -323,3 +330,9 @@ def test_helper_threads_lists_every_thread_but_the_main_one():
         stop.set()
         t.join()
     assert t.native_id not in procstat.helper_threads(pid)
+
+
+def test_overhead_against_needs_a_checkout(tmp_path):
+    cp = subprocess.run([sys.executable, str(ROOT / "bench" / "overhead.py"), "--against", str(tmp_path)],
+                        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert cp.returncode == 2 and "not an aigw checkout" in cp.stderr
