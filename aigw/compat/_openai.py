@@ -230,7 +230,7 @@ class ChunkStream:
             # text delta: a chunk that is exactly one becomes its chunk in one match.
             m = pattern.fullmatch(chunk)
             if m is not None:
-                return (self._content_head or self._make_content_head()) + m.group(1) + _CONTENT_TAIL
+                return self.literal_chunk(m.group(1))
         done = self._sse.take_complete(chunk)
         if done is None:
             return b"".join(self._event(ev) for ev in self._sse.feed(chunk))
@@ -317,8 +317,12 @@ class ChunkStream:
         Text deltas are nearly every event of a stream; this skips building and dumping the
         chunk dict (about 3x less time per event), with output identical to `chunk`.
         """
-        head = self._content_head or self._make_content_head()
-        return head + _json.dumps(text) + _CONTENT_TAIL
+        return self.literal_chunk(_json.dumps(text))
+
+    def literal_chunk(self, literal: bytes) -> bytes:
+        """`content_chunk` for text that is already a JSON string literal (quotes included),
+        as cut from the provider's own JSON: spliced in without decoding or re-encoding."""
+        return (self._content_head or self._make_content_head()) + literal + _CONTENT_TAIL
 
     def role_chunk(self) -> bytes:
         """`chunk({"role": "assistant", "content": ""})`, from bytes."""

@@ -23,6 +23,7 @@ __all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "redact_rows", "response_memb
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
+_MASK = REDACTED.encode()
 
 # Stored columns, in schema order (body_codec last: aigw.logstore.codec relies on it).
 # `secrets` on a row is never stored.
@@ -230,7 +231,7 @@ def redact_headers(headers: Any) -> dict[str, str]:
 
 
 def _token_sub(m: re.Match[bytes]) -> bytes:
-    return (m.group(1) or b"") + REDACTED.encode()
+    return (m.group(1) or b"") + _MASK
 
 
 # Substring gates before each regex: most bodies contain none of the words, and a `bytes in`
@@ -242,8 +243,6 @@ def redact_body(body: bytes, secrets: tuple[str, ...] = (), members: bool = True
     false) and token shapes masked."""
     return _redact(body, tuple(s.encode() for s in secrets if s), members)
 
-
-_MASK = REDACTED.encode()
 
 
 def _redact(body: bytes, secrets: tuple[bytes, ...], members: bool) -> bytes:
@@ -329,7 +328,7 @@ def _mask_tokens(body: bytes) -> bytes:
         m = _TOKEN_AT.match(body, pos)
         if m is not None:
             out.append(body[last:pos])
-            out.append((m.group(1) or b"") + REDACTED.encode())
+            out.append((m.group(1) or b"") + _MASK)
             last = m.end()
     if not out:
         return body

@@ -151,17 +151,17 @@ class SqliteLogStore(SqlLogStore):
             while len(rows) - i >= size:
                 chunk = rows[i:i + size]
                 i += size
-                full = 1 if has_sparse(chunk) else 0
+                full = has_sparse(chunk)
                 db.execute(self._heads[full] + ",".join([self._row_sqls[full]] * size),
-                           params(chunk, bool(full)))
+                           params(chunk, full))
 
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows stored."""
         cutoff = self._age_cutoff()
         # The rows are read on the store's thread: nothing changes them once they are queued.
-        return await self._run(self._insert_sync, list(rows), cutoff)
+        return await self._run(self._insert_sync, rows, cutoff)
 
-    def _insert_sync(self, rows: list[LogRow], cutoff: int | None) -> int:
+    def _insert_sync(self, rows: Sequence[LogRow], cutoff: int | None) -> int:
         db = self._db
         assert db is not None, "store not started"
         t = self.table
