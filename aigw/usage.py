@@ -212,6 +212,12 @@ class SSEUsageScanner:
             obj = _json.loads(line[i:])
         except ValueError:
             return
+        self.see(obj)
+
+    def see(self, obj: Any) -> None:
+        """One parsed event that may carry usage. A stream translator, which parses the
+        events anyway, hands them here instead of the scanner reading the bytes again
+        (aigw.compat._openai.ChunkStream.on_usage)."""
         self.events += 1
         if not isinstance(obj, dict):
             return

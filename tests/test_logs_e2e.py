@@ -72,6 +72,38 @@ async def test_streamed_usage_is_captured(make_gateway, upstream, tmp_path):
     assert row["response_content_type"] == "text/event-stream"
 
 
+async def test_translated_stream_row_has_the_upstreams_usage(make_gateway, upstream, tmp_path):
+    # /compat reads a translated stream's usage from the events its translator parses (not
+    # from a second scan of the bytes): the row still has Anthropic's counts and model,
+    # cache reads and writes included, with the events cut anywhere.
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    stream = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1",'
+              b'"model":"claude-haiku-4-5-20251001","usage":{"input_tokens":10,'
+              b'"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":1}}}\n\n'
+              b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+              b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+              b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+              b'"end_turn"},"usage":{"output_tokens":7}}\n\n'
+              b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    cuts = [0, 40, 41, 250, 300, len(stream)]
+    upstream.script("/v1/messages", Reply(chunks=[stream[a:b] for a, b in zip(cuts, cuts[1:])],
+                                          headers={"Content-Type": "text/event-stream"}))
+    async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                       json={"model": "anthropic/claude-haiku-4-5", "stream": True,
+                             "messages": [{"role": "user", "content": "hi"}]},
+                       headers={"Authorization": "Bearer sk-ant-abcdefghijklmnop"}) as r:
+        assert r.status == 200
+        body = await r.read()
+    assert b'"content":"hi"' in body and body.endswith(b"data: [DONE]\n\n")
+    (row,) = await _rows(gw)
+    assert row["provider"] == "anthropic" and row["model"] == "claude-haiku-4-5-20251001"
+    assert (row["tokens_in"], row["tokens_out"]) == (115, 7)
+    assert row["cost"] > 0
+    async with gw.request("GET", f"{LOGS}/{row['id']}", headers=AUTH) as r:
+        detail = (await r.json())["result"]
+    assert (detail["cache_read"], detail["cache_write"]) == (100, 5)
+
+
 async def test_fallback_writes_one_row_per_step(make_gateway, upstream, tmp_path):
     gw = await _gateway(make_gateway, upstream, tmp_path)
     upstream.script("/v1/chat", Reply(status=503, body=b'{"error":"busy"}'))

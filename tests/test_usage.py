@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
 
 from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request,
@@ -141,3 +144,37 @@ def test_scanner_feed_is_cheap_on_plain_chunks():
     per_chunk = (time.perf_counter() - t0) / 100_000
     assert scanner.events == 0
     assert per_chunk < 5e-6  # measured ~0.3 µs; generous bound for slow CI
+
+
+# A translated /compat stream is not scanned as bytes: its translator hands each event it
+# parses to the scanner's `see` (aigw.compat._openai.ChunkStream.on_usage). Both ways must
+# find the same usage, however the stream is cut.
+_TRANSLATED = [(module, name) for module, prefix in (
+    ("aigw.compat.openai_anthropic", "anthropic"), ("aigw.compat.openai_google", "google"),
+    ("aigw.compat.openai_workersai", "workersai"))
+    for name in sorted(p.name for p in (Path(__file__).parent / "fixtures" / "compat").glob(f"{prefix}_stream_*.sse")
+                       if ".expected." not in p.name)]
+
+
+@pytest.mark.parametrize("size", [None, 1, 7, 64])
+@pytest.mark.parametrize(("module", "fixture"), _TRANSLATED)
+def test_translator_hands_the_scanner_the_same_usage_as_the_bytes(module: str, fixture: str,
+                                                                   size: int | None) -> None:
+    data = (Path(__file__).parent / "fixtures" / "compat" / fixture).read_bytes()
+    by_bytes = SSEUsageScanner()
+    by_bytes.feed(data)
+    by_events = SSEUsageScanner()
+    tr = importlib.import_module(module).StreamTranslator("p/m", True)
+    tr.on_usage = by_events.see
+    step = size or len(data)
+    for i in range(0, len(data), step):
+        tr.feed(data[i:i + step])
+    tr.finish()
+    assert by_events.result() == by_bytes.result()
+    if "error" not in fixture:
+        assert by_bytes.result() is not None and by_bytes.result().tokens_out > 0, fixture
+
+
+def test_translated_streams_under_test_cover_every_translator() -> None:
+    assert {m for m, _ in _TRANSLATED} == {"aigw.compat.openai_anthropic", "aigw.compat.openai_google",
+                                          "aigw.compat.openai_workersai"}

@@ -212,6 +212,9 @@ class ChunkStream:
         self._sse = SSESplitter()
         self._content_head: bytes | None = None
         self._chunk_prefix: bytes | None = None
+        # Given each parsed upstream event that may carry token usage (the log capture's
+        # SSEUsageScanner.see), so the stream is parsed once for both; None: not wanted.
+        self.on_usage: Callable[[Any], None] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} [finished {self.finished} | failed {self.failed}]>"

@@ -254,6 +254,8 @@ class StreamTranslator(oa.ChunkStream):
         return b"" if data is None else self._data(data)
 
     def _data(self, data: dict[str, Any]) -> bytes:
+        if self.on_usage is not None:  # message_start and message_delta carry usage
+            self.on_usage(data)
         kind = data.get("type")
         if kind == "message_start":
             self._raw_usage.update((data.get("message") or {}).get("usage") or {})

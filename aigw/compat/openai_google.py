@@ -271,6 +271,8 @@ class StreamTranslator(oa.ChunkStream):
         data = oa.loads_object(ev.data)
         if data is None:
             return b""
+        if self.on_usage is not None:  # usageMetadata rides on the events
+            self.on_usage(data)
         if isinstance(data.get("error"), dict):
             err = data["error"]
             return self.error_event(err.get("message", "upstream error"), oa.error_type(err.get("code") or 500),

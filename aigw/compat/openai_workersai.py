@@ -184,6 +184,8 @@ class StreamTranslator(oa.ChunkStream):
         data = oa.loads_object(ev.data)
         if data is None:
             return b""
+        if self.on_usage is not None:  # usage comes on the last event, in either shape
+            self.on_usage(data)
         if data.get("success") is False or (data.get("errors") and "response" not in data):
             err = (data.get("errors") or [{}])[0]
             return self.error_event(err.get("message", "upstream error"), "api_error", err.get("code"))

@@ -64,6 +64,8 @@ class TranslatingRelay:
                       extra: tuple[tuple[str, str], ...], obs: Any) -> web.StreamResponse:
         resp = ready.resp
         tr = self.module.StreamTranslator(self.model, self.include_usage)
+        if obs is not None:  # the log row's usage comes from the events the translator parses
+            tr.on_usage = obs.usage_sink()
         data = tr.feed(ready.head)
         if ready.complete:
             # The whole stream came with its head (the attempt already released the

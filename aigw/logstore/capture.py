@@ -9,7 +9,7 @@ head) and whose `finish` submits the row. Rows are built with plain attribute se
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aigw.cost import CustomCost, PriceTable, compute_cost, parse_custom_cost
 from aigw.logstore.row import SECRET_HEADERS, LogRow, collect_flags, parse_metadata, response_members
@@ -135,8 +135,8 @@ class Recorder:
 class Attempt:
     """The committed attempt: watches relayed chunks, then writes its row."""
 
-    __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "size", "parts",
-                 "room")
+    __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "_scan", "size",
+                 "parts", "room")
 
     def __init__(self, rec: Recorder, t: Any, row: LogRow, head: bytes, complete: bool,
                  started: float) -> None:
@@ -147,17 +147,22 @@ class Attempt:
         self.started = started
         # A JSON body read whole is parsed once at the end; anything streamed (or an SSE
         # reply that happened to arrive whole) is scanned as it goes.
-        streamed = not complete or (row.response_content_type or "").startswith(
-            "text/event-stream")
+        sse = (row.response_content_type or "").startswith("text/event-stream")
+        streamed = not complete or sse
         self.complete = not streamed
         self.scanner: SSEUsageScanner | None = SSEUsageScanner() if streamed else None
+        # A translated stream (a target with its own relay) is parsed event by event by its
+        # translator, which hands the scanner what it parsed (`usage_sink`): its bytes are
+        # not searched and parsed a second time.
+        self._scan = None if self.scanner is None or (sse and t.relay is not None) \
+            else self.scanner.feed
         self.size = len(head)
         # the response head is kept only for a row that stores bodies
         keep = rec.head_bytes if rec.do_log and rec.payload else 0
         self.parts: list[bytes] = [head[:keep]] if head and keep else []
         self.room = keep - len(self.parts[0]) if self.parts else keep
-        if head and self.scanner is not None:
-            self.scanner.feed(head)
+        if head and self._scan is not None:
+            self._scan(head)
 
     def feed(self, chunk: bytes) -> None:
         """One relayed chunk: count it, keep the body head, scan for usage."""
@@ -165,8 +170,13 @@ class Attempt:
         if self.room > 0:
             self.parts.append(chunk[:self.room])
             self.room -= len(self.parts[-1])
-        if self.scanner is not None:
-            self.scanner.feed(chunk)
+        if self._scan is not None:
+            self._scan(chunk)
+
+    def usage_sink(self) -> Callable[[Any], None] | None:
+        """Where a stream translator sends each parsed upstream event (usage is read from
+        them): the scanner's `see`, or None when this reply is not scanned."""
+        return self.scanner.see if self.scanner is not None else None
 
     def finish(self) -> None:
         """The response is done: usage, cost, metrics, and the row to the writer."""
