@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -22,3 +23,12 @@ def dumps(obj: Any) -> bytes:
 def dumps_pretty(obj: Any) -> bytes:
     """Serialise for humans (CLI output)."""
     return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+
+_FIRST = json.JSONDecoder()
+
+
+def loads_first(text: str) -> Any:
+    """The JSON value at the start of `text`, ignoring whatever follows it (orjson parses
+    whole documents only); raises ValueError."""
+    return _FIRST.raw_decode(text)[0]

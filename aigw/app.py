@@ -18,7 +18,7 @@ from aiohttp import web
 from aigw import proxy
 from aigw.api import handle_api, metrics_response, split_api_path
 from aigw.logstore import LogWriter, open_store
-from aigw.logstore.capture import Recorder
+from aigw.logstore.capture import Recorder, secret_header_names
 from aigw.metrics import GatewayMetrics
 from aigw.compat import CompatError
 from aigw.compat.route import CompatRoutes
@@ -101,6 +101,8 @@ class Gateway:
         self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix,
                                      metrics=self.metrics)
         self.prices = config.prices
+        # credentials in log rows: the usual header names and each provider's auth header
+        self.secret_headers = secret_header_names(p.auth_header for p in config.providers.values())
         self.log_store = open_store(config.logs)
         ls = config.logs
         self.log_writer = None if self.log_store is None else LogWriter(
@@ -130,7 +132,8 @@ class Gateway:
     def _recorder(self, request: web.BaseRequest, account: str, gateway_id: str,
                   gw: GatewaySpec, request_type: str | None) -> Recorder:
         return Recorder(self.log_writer, self.metrics, self.prices, account, gateway_id, gw,
-                        request.headers, self.config.logs.head_bytes, request_type)
+                        request.headers, self.config.logs.head_bytes, request_type,
+                        self.secret_headers)
 
     # ------------------------------------------------------------ entry point
 

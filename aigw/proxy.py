@@ -172,6 +172,7 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
     complete only when the whole body went out.
     """
     resp = ready.resp
+    attempt = obs  # the log capture's Attempt, before the cache capture joins it
     if ready.is_sse:
         headers = down_headers(resp, DROP_DOWN_B | _SSE_EXTRA_NAMES)
         headers.extend(_SSE_EXTRA)
@@ -210,6 +211,8 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
     except UpstreamCut as exc:
         resp.close()
         logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
+        if attempt is not None:
+            attempt.mark_cut()
         await _cut(request, out, wire if ready.is_sse else "")
         return out
     except ConnectionError:
@@ -295,7 +298,7 @@ async def run(request: web.BaseRequest, targets: list[Target],
                         return await t.relay.commit(request, res, extra)
                     return await commit(request, res, t.wire, extra, None, capture, t.step)
                 obs = rec.ready(t, res.resp.status, res.resp.content_type, res.head,
-                                res.complete, started)
+                                res.complete, started, res.resp.content_encoding)
                 try:
                     extra = extra + rec.response_headers()
                     if t.relay is not None:
@@ -313,7 +316,12 @@ async def run(request: web.BaseRequest, targets: list[Target],
             await asyncio.sleep(policy.delay(n, res.retry_after))
     assert last is not None
     extra = base_extra + (("cf-aig-step", str(targets[-1].step)),) if universal else base_extra
+    if rec is not None:  # the last attempt's row (cf-aig-log-id)
+        extra = extra + rec.response_headers()
     if last.status is not None:
         relay = targets[-1].relay
         return relay.failure(last, extra) if relay is not None else failure_response(last, extra)
-    raise all_failed(outcomes, last)
+    exc = all_failed(outcomes, last)
+    if rec is not None:
+        exc.headers = exc.headers + rec.response_headers()
+    raise exc

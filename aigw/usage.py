@@ -10,11 +10,12 @@ for `"usage`, then only the line holding a hit is sliced and parsed.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aigw import _json
 
-__all__ = ["Usage", "usage_from_json", "SSEUsageScanner", "model_from_request",
+__all__ = ["Usage", "usage_from_json", "usage_from_tail", "SSEUsageScanner", "model_from_request",
            "model_from_path"]
 
 
@@ -120,6 +121,35 @@ def _from_obj(obj: Any) -> Usage | None:
     meta = obj.get("meta")  # Cohere v1
     if isinstance(meta, dict) and isinstance(meta.get("billed_units"), dict):
         return _from_usage_dict({"billed_units": meta["billed_units"]}, model)
+    return None
+
+
+_TAIL_MARKS = (b'"usage"', b'"usageMetadata"')
+_MODEL_MEMBER = re.compile(rb'"(?:model|modelVersion)"\s*:\s*"([^"\\]{1,200})"')
+
+
+def usage_from_tail(tail: bytes) -> Usage | None:
+    """Usage from the last bytes of a JSON reply too large to keep whole: its last
+    `"usage": {...}` (or `"usageMetadata"`) object, which every supported shape puts after
+    the content, and the last `"model"` member. None when the tail has neither."""
+    for mark in _TAIL_MARKS:
+        pos = tail.rfind(mark)
+        while pos >= 0:
+            rest = tail[pos + len(mark):].lstrip()
+            if rest[:1] == b":" and rest[1:].lstrip()[:1] == b"{":
+                text = rest[1:].lstrip().decode("utf-8", "replace")
+                try:
+                    obj = _json.loads_first(text)
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    models = _MODEL_MEMBER.findall(tail)
+                    model = models[-1].decode("utf-8", "replace") if models else None
+                    found = _from_google(obj, model) if mark == b'"usageMetadata"' \
+                        else _from_usage_dict(obj, model)
+                    if found is not None:
+                        return found
+            pos = tail.rfind(mark, 0, pos)
     return None
 
 
@@ -256,6 +286,12 @@ class SSEUsageScanner:
         self.tokens_in = self._base_in + self.cache_read + self.cache_write
         if "output_tokens" in u:
             self.tokens_out = _int(u["output_tokens"])
+
+    def flush(self) -> None:
+        """At the end of the stream: a last line without its line end is looked at too."""
+        if self._tail:
+            tail, self._tail = self._tail, b""
+            self._line(tail)
 
     def result(self) -> Usage | None:
         """The usage seen so far, or None if the stream carried none."""

@@ -101,3 +101,31 @@ async def test_submit_after_close_is_counted():
     await w.close()
     assert w.submit(make_row(0)) is False
     assert w.dropped == 1
+
+
+async def test_rows_a_full_store_refuses_are_reported(caplog):
+    # STOP_INSERTING: the store keeps what fits and counts the rest (the metric); the writer
+    # also says so in the process log, at most once per warn_every.
+    class FullStore(MemStore):
+        max_rows = 3
+        rejected = 0
+
+        async def insert_many(self, rows):
+            room = max(self.max_rows - len(self.rows), 0)
+            self.rejected += max(len(rows) - room, 0)
+            return await super().insert_many(rows[:room])
+
+    store = FullStore()
+    w = LogWriter(store, queue_max=100, batch_size=5, warn_every=3600)
+    await w.start()
+    with caplog.at_level(logging.WARNING, logger="aigw.logs"):
+        for i in range(5):
+            w.submit(make_row(i))
+        await w.flush()
+        for i in range(5, 10):
+            w.submit(make_row(i))
+        await w.flush()
+    warnings = [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+    assert len(store.rows) == 3 and store.rejected == 7
+    assert len(warnings) == 1 and "2 log rows not stored" in warnings[0] and "max_rows=3" in warnings[0]
+    await w.close()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
+import zlib
+
+import aiohttp
 
 from conftest import Reply, base_config
 
@@ -141,3 +146,167 @@ async def test_collect_log_header_turns_logging_off(make_gateway, upstream, tmp_
     assert row["request_size"] if "request_size" in row else True
     async with gw.request("GET", f"{LOGS}/{row['id']}/request", headers=AUTH) as r:
         assert r.status == 404
+
+
+async def _gateway_with(make_gateway, upstream, tmp_path, **extra):
+    raw = base_config(upstream, {"logs": {"backend": "sqlite", "path": str(tmp_path / "l.db")},
+                                 "admin": {"tokens": [TOKEN]}, **extra})
+    return await make_gateway(raw=raw)
+
+
+async def _detail(gw, log_id):
+    async with gw.request("GET", f"{LOGS}/{log_id}", headers=AUTH) as r:
+        return (await r.json())["result"]
+
+
+async def _stored_response(gw, log_id):
+    async with gw.request("GET", f"{LOGS}/{log_id}/response", headers=AUTH) as r:
+        return r.status, await r.read()
+
+
+CHAT_REPLY = (b'{"id":"c1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,'
+              b'"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":1000,"completion_tokens":100,"total_tokens":1100}}')
+
+
+async def test_json_reply_relayed_in_pieces_has_its_usage(make_gateway, upstream, tmp_path):
+    # A JSON reply whose body is not all there when its head arrives (chunked, as providers
+    # often send it) is relayed as it comes; its usage is read from it at the end.
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(chunks=[CHAT_REPLY[:50], CHAT_REPLY[50:200], CHAT_REPLY[200:]],
+                                      chunk_delay=0.05))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"model":"gpt-4o-mini"}') as r:
+        assert await r.read() == CHAT_REPLY
+    (row,) = await _rows(gw)
+    assert (row["tokens_in"], row["tokens_out"]) == (1000, 100)
+    assert row["model"] == "gpt-4o-mini-2024-07-18" and row["cost"] > 0
+
+
+async def test_large_json_reply_usage_comes_from_its_tail(make_gateway, upstream, tmp_path):
+    # Past the bound a JSON reply is kept whole for, only its tail is kept: the usage that
+    # every supported shape puts last is still found there.
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    vector = b"[" + b",".join(b"0.0123456789" for _ in range(1536)) + b"]"
+    items = b",".join(b'{"object":"embedding","index":%d,"embedding":%s}' % (i, vector) for i in range(40))
+    body = (b'{"object":"list","data":[' + items + b'],"model":"text-embedding-3-small",'
+            b'"usage":{"prompt_tokens":321,"total_tokens":321}}')
+    assert len(body) > 600_000
+    step = 16_384
+    upstream.script("/v1/embeddings", Reply(chunks=[body[i:i + step] for i in range(0, len(body), step)]))
+    async with gw.post("/v1/acct/gw1/openai/embeddings", data=b'{"model":"text-embedding-3-small"}') as r:
+        assert await r.read() == body
+    (row,) = await _rows(gw)
+    assert row["tokens_in"] == 321 and row["model"] == "text-embedding-3-small"
+
+
+async def test_gzip_reply_is_relayed_as_is_and_logged_decoded(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(body=gzip.compress(CHAT_REPLY),
+                                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"model":"gpt-4o-mini"}',
+                       headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await r.read()) == CHAT_REPLY
+    (row,) = await _rows(gw)
+    assert (row["tokens_in"], row["tokens_out"]) == (1000, 100) and row["cost"] > 0
+    assert await _stored_response(gw, row["id"]) == (200, CHAT_REPLY)
+
+
+async def test_compressed_stream_usage_is_read_from_the_decoded_bytes(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    sse = (b'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,'
+           b'"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+           b'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],'
+           b'"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\ndata: [DONE]\n\n')
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    wire = c.compress(sse) + c.flush()
+    upstream.script("/v1/chat", Reply(chunks=[wire[:20], wire[20:]], chunk_delay=0.02,
+                                      headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"stream":true}',
+                       auto_decompress=False) as r:
+        assert await r.read() == wire
+    (row,) = await _rows(gw)
+    assert (row["tokens_in"], row["tokens_out"]) == (7, 3)
+    assert await _stored_response(gw, row["id"]) == (200, sse)
+
+
+async def test_body_in_an_undecodable_encoding_is_not_stored(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(body=b"\x1b\x00\xf8opaque-brotli-bytes",
+                                      headers={"Content-Type": "application/json", "Content-Encoding": "br"}))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"model":"gpt-4o-mini"}',
+                       auto_decompress=False) as r:
+        assert r.status == 200 and await r.read() == b"\x1b\x00\xf8opaque-brotli-bytes"
+    (row,) = await _rows(gw)
+    assert row["tokens_in"] is None and row["success"] is True
+    detail = await _detail(gw, row["id"])
+    assert detail["response_size"] == 22 and detail["response_head_complete"] is False
+    status, _ = await _stored_response(gw, row["id"])
+    assert status == 404
+
+
+async def test_custom_auth_header_and_gateway_token_are_not_stored(make_gateway, upstream, tmp_path):
+    # A custom provider's own credential header (auth_header) is a secret like Authorization;
+    # so is the gateway token, though it never goes upstream.
+    gw = await _gateway_with(
+        make_gateway, upstream, tmp_path,
+        providers={"custom-tok": {"base_url": upstream.url("/tok"), "auth_header": "x-custom-token"}},
+        gateways={"gw1": {"authentication": True, "tokens": ["cf-gw-token-SEKRET-987654"]}})
+    upstream.script("/tok", Reply(status=401, body=b'{"error":"invalid token abcdefSECRETTOKEN42"}'))
+    async with gw.post("/v1/acct/gw1/custom-tok/generate",
+                       data=b'{"note":"my gateway token is cf-gw-token-SEKRET-987654"}',
+                       headers={"x-custom-token": "abcdefSECRETTOKEN42",
+                                "cf-aig-authorization": "Bearer cf-gw-token-SEKRET-987654"}) as r:
+        assert r.status == 401
+        log_id = r.headers["cf-aig-log-id"]
+    (row,) = await _rows(gw)
+    assert row["id"] == log_id
+    _, response = await _stored_response(gw, log_id)
+    async with gw.request("GET", f"{LOGS}/{log_id}/request", headers=AUTH) as r:
+        request = await r.read()
+    assert b"abcdefSECRETTOKEN42" not in response and b"[REDACTED]" in response
+    assert b"SEKRET-987654" not in request and b"[REDACTED]" in request
+
+
+async def test_error_replies_name_their_log_row(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(status=429, body=b'{"error":"slow down"}'))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b"{}",
+                       headers={"cf-aig-event-id": "ev-err"}) as r:
+        assert r.status == 429
+        log_id = r.headers["cf-aig-log-id"]
+        assert r.headers["cf-aig-event-id"] == "ev-err"
+    async with gw.post("/v1/acct/gw1/custom-dead/chat/completions", data=b"{}") as r:
+        assert r.status == 502 and (await r.json())["internalCode"] == 2909
+        dead_id = r.headers["cf-aig-log-id"]
+    async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                       json={"model": "openai/gpt-4o-mini", "messages": []}) as r:
+        assert r.status == 429 and "error" in await r.json()
+        compat_id = r.headers["cf-aig-log-id"]
+    rows = {x["id"]: x for x in await _rows(gw)}
+    assert rows[log_id]["status_code"] == 429 and rows[log_id]["event_id"] == "ev-err"
+    assert rows[dead_id]["provider"] == "custom-dead" and rows[dead_id]["success"] is False
+    assert rows[compat_id]["status_code"] == 429
+
+
+async def test_a_stream_cut_midway_is_not_logged_as_a_success(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    event = b'data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\n'
+    upstream.script("/v1/chat", Reply(chunks=[event] * 5, chunk_delay=0.02, abort_after=2,
+                                      headers={"Content-Type": "text/event-stream"}))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"stream":true}') as r:
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            await r.read()
+    # /compat: an Anthropic stream that ends without a stop reason
+    upstream.script("/v1/messages", Reply(chunks=[
+        b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude-haiku-4-5",'
+        b'"usage":{"input_tokens":3,"output_tokens":1}}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"hi"}}\n\n'], headers={"Content-Type": "text/event-stream"}))
+    async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                       json={"model": "anthropic/claude-haiku-4-5", "stream": True, "messages": []}) as r:
+        with contextlib.suppress(aiohttp.ClientPayloadError):
+            await r.read()
+    rows = await _rows(gw)
+    assert [(x["provider"], x["status_code"], x["success"]) for x in rows] == \
+        [("openai", 200, False), ("anthropic", 200, False)]

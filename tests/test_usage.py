@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request,
+from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request, usage_from_tail,
                         usage_from_json)
 
 OPENAI = (b'{"id":"c1","model":"gpt-4o-mini-2024-07-18","choices":[],'
@@ -178,3 +178,29 @@ def test_translator_hands_the_scanner_the_same_usage_as_the_bytes(module: str, f
 def test_translated_streams_under_test_cover_every_translator() -> None:
     assert {m for m, _ in _TRANSLATED} == {"aigw.compat.openai_anthropic", "aigw.compat.openai_google",
                                           "aigw.compat.openai_workersai"}
+
+
+@pytest.mark.parametrize(("tail", "expected"), [
+    (b'0.5]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}',
+     Usage("text-embedding-3-small", 8, 0)),
+    (b'"stop_reason":"end_turn","usage": {"input_tokens": 5, "cache_read_input_tokens": 2,'
+     b' "output_tokens": 3}}', Usage(None, 7, 3, 2, 0)),
+    (b'}]}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":2},"modelVersion":"gemini-2.5-flash"}',
+     Usage("gemini-2.5-flash", 4, 2)),
+    (b'"response":"hi","usage":{"prompt_tokens":3,"completion_tokens":1}},"success":true}', Usage(None, 3, 1)),
+    # the last complete usage object wins; a cut-off one is skipped
+    (b'"usage":{"prompt_tokens":1,"completion_tokens":1}},{"usage":{"prompt_tok', Usage(None, 1, 1)),
+    (b'"usage":null,"x":"usage"', None),
+    (b"no usage here", None),
+])
+def test_usage_from_the_tail_of_a_large_reply(tail: bytes, expected: Usage | None) -> None:
+    assert usage_from_tail(tail) == expected
+
+
+def test_a_last_line_without_its_line_end_is_read_at_the_end() -> None:
+    scanner = SSEUsageScanner()
+    scanner.feed(b'data: {"choices":[]}\n\ndata: {"model":"m","usage":{"prompt_tokens":2,')
+    scanner.feed(b'"completion_tokens":1}}')
+    assert scanner.result() is None
+    scanner.flush()
+    assert scanner.result() == Usage("m", 2, 1)

@@ -55,6 +55,8 @@ class TranslatingRelay:
             except _CUT as exc:
                 resp.close()
                 logger.warning("upstream body cut (%s)", type(exc).__name__)
+                if obs is not None:
+                    obs.mark_cut()
                 return self._json(IN_BAND_STATUS, error_body(
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
             return self._json(200, self.module.translate_response(resp.status, body, self.model), extra)
@@ -73,6 +75,8 @@ class TranslatingRelay:
             tail = tr.finish()
             if tr.finished and not tr.failed:
                 return web.Response(status=200, body=data + tail, headers=_SSE_HEADERS + extra)
+            if obs is not None:  # an error event, or no finish reason: not a success
+                obs.mark_cut()
             out = web.StreamResponse(status=200, headers=_SSE_HEADERS + extra)
             try:
                 await out.prepare(request)
@@ -98,6 +102,8 @@ class TranslatingRelay:
         except _CUT as exc:
             resp.close()
             logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
+            if obs is not None:
+                obs.mark_cut()
             await _cut(request, out, tr.error_event("upstream stream interrupted"))
             return out
         except ConnectionError:  # the client went away: drop the upstream, end quietly
@@ -114,6 +120,8 @@ class TranslatingRelay:
         if tr.finished and not tr.failed:
             await out.write_eof(tail)  # the last chunks and the terminator in one write
             return out
+        if obs is not None:  # an error event, or no finish reason: not a success
+            obs.mark_cut()
         await _cut(request, out, tail[: -len(DONE)])
         return out
 

@@ -9,15 +9,23 @@ head) and whose `finish` submits the row. Rows are built with plain attribute se
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Any, Callable
 
 from aigw.cost import CustomCost, PriceTable, compute_cost, parse_custom_cost
 from aigw.logstore.row import SECRET_HEADERS, LogRow, collect_flags, parse_metadata, response_members
-from aigw.usage import SSEUsageScanner, model_from_path, model_from_request, usage_from_json
+from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request, usage_from_json,
+                        usage_from_tail)
 
-__all__ = ["Recorder", "Attempt"]
+__all__ = ["Recorder", "Attempt", "secret_header_names", "decoder"]
 
-_SECRET_HEADERS_B = frozenset(h.encode() for h in SECRET_HEADERS)
+SECRET_HEADERS_B = frozenset(h.encode() for h in SECRET_HEADERS)
+
+
+def secret_header_names(auth_headers: Any) -> frozenset[bytes]:
+    """SECRET_HEADERS and the given auth header names (each provider's `auth_header`), as
+    the lowercase bytes `Recorder` compares upstream header names with."""
+    return SECRET_HEADERS_B | {h.lower().encode("latin-1") for h in auth_headers if h}
 
 
 class Recorder:
@@ -25,12 +33,19 @@ class Recorder:
 
     __slots__ = ("writer", "metrics", "prices", "account", "gateway", "metadata", "event_id",
                  "do_log", "payload", "custom", "head_bytes", "user_agent", "request_type",
-                 "last_id")
+                 "last_id", "secret_headers", "client_secrets")
 
     def __init__(self, writer: Any, metrics: Any, prices: PriceTable, account: str,
                  gateway_id: str, gw: Any, headers: Any, head_bytes: int,
-                 request_type: str | None) -> None:
+                 request_type: str | None,
+                 secret_headers: frozenset[bytes] = SECRET_HEADERS_B) -> None:
         get = headers.get
+        # Header names whose values sent upstream are credentials: the usual ones and every
+        # configured provider's own auth header (secret_header_names, built at start-up).
+        self.secret_headers = secret_headers
+        # The gateway token is a secret too, though it never goes upstream.
+        token = get("cf-aig-authorization")
+        self.client_secrets: tuple[str, ...] = (token.split(" ", 1)[-1],) if token else ()
         self.writer = writer
         self.metrics = metrics
         self.prices = prices
@@ -65,11 +80,13 @@ class Recorder:
         row.metadata = self.metadata
         row.event_id = self.event_id
         row.user_agent = self.user_agent
+        row.secrets = self.client_secrets
+        secret = self.secret_headers
         for k, v in t.headers:  # (bytes, bytes) pairs, as sent upstream
             low = k.lower()
             if low == b"content-type":
                 row.request_content_type = v.decode("latin-1")
-            elif low in _SECRET_HEADERS_B:
+            elif low in secret:
                 row.secrets += (v.decode("utf-8", "replace").split(" ", 1)[-1],)
         return row
 
@@ -82,10 +99,16 @@ class Recorder:
         if not self.do_log:
             return
         row = self._row(t, started, code)
+        self.last_id = row.id  # the error the client gets names this row (cf-aig-log-id)
         if headers is not None:
             for k, v in headers:
-                if k.lower() == "content-type":
+                low = k.lower()
+                if low == "content-type":
                     row.response_content_type = v
+                elif low == "content-encoding":  # the stored head is the decoded body
+                    dec = decoder(v.encode("latin-1"))
+                    if dec is not None:
+                        body = dec.decode(body)
         self._finish_row(t, row, body)
 
     def hit(self, t: Any, status: int, ctype: str | None, body: bytes) -> None:
@@ -116,13 +139,13 @@ class Recorder:
         self.metrics.fallbacks.inc((self.gateway,))
 
     def ready(self, t: Any, status: int, ctype: str, head: bytes, complete: bool,
-              started: float) -> "Attempt":
+              started: float, encoding: bytes | None = None) -> "Attempt":
         """A committed attempt; its row id is known now, for `cf-aig-log-id`."""
         row = self._row(t, started, status)
         row.ttfb = row.duration
         row.response_content_type = ctype or None
         self.last_id = row.id
-        return Attempt(self, t, row, head, complete, started)
+        return Attempt(self, t, row, head, complete, started, encoding)
 
     def response_headers(self) -> tuple[tuple[str, str], ...]:
         """`cf-aig-log-id` and `cf-aig-event-id` for the committed attempt."""
@@ -132,61 +155,150 @@ class Recorder:
                 ("cf-aig-event-id", self.event_id or self.last_id))
 
 
+# A JSON reply relayed in pieces (chunked, or larger than proxy.SMALL_BODY) is kept whole
+# up to JSON_KEEP bytes for its usage; past that only its last TAIL_KEEP bytes, where every
+# supported shape puts its usage (aigw.usage.usage_from_tail).
+JSON_KEEP = 256 << 10
+TAIL_KEEP = 64 << 10
+# Decoded bytes looked at per compressed reply: a compression bomb stops being read here.
+DECODE_MAX = 64 << 20
+
+
+class Inflate:
+    """A gzip or deflate response body, decoded on the side (the client gets the bytes as
+    they came): what the log row's head and the usage scan look at."""
+
+    __slots__ = ("_d", "left", "opaque")
+
+    def __init__(self, encoding: bytes, opaque: bool = False) -> None:
+        self._d: Any = None if encoding == b"deflate" else zlib.decompressobj(31)
+        self.left = 0 if opaque else DECODE_MAX
+        self.opaque = opaque  # an encoding aigw cannot decode: nothing comes out
+
+    def decode(self, data: bytes) -> bytes:
+        """The decoded bytes of the next piece (b"" once it fails or reaches DECODE_MAX)."""
+        if self.left <= 0 or not data:
+            return b""
+        if self._d is None:  # HTTP's deflate is zlib-wrapped; some servers send it raw
+            self._d = zlib.decompressobj(15 if len(data) > 1 and data[0] & 0x0F == 8 and
+                                         (data[0] << 8 | data[1]) % 31 == 0 else -15)
+        try:
+            out = self._d.decompress(data, self.left)
+        except zlib.error:
+            self.left = 0
+            return b""
+        self.left -= len(out)
+        return out
+
+
+def decoder(encoding: bytes | None) -> Inflate | None:
+    """A decoder for a `Content-Encoding` (None for none); an encoding aigw cannot decode
+    (br, zstd, several) gets one that yields nothing: no usage, and no head is stored."""
+    if encoding is None:
+        return None
+    enc = encoding.strip().lower()
+    if enc in (b"", b"identity"):
+        return None
+    if enc in (b"gzip", b"x-gzip", b"deflate"):
+        return Inflate(enc)
+    return Inflate(enc, opaque=True)
+
+
 class Attempt:
     """The committed attempt: watches relayed chunks, then writes its row."""
 
     __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "_scan", "size",
-                 "parts", "room")
+                 "parts", "room", "decoder", "plain", "body", "kept", "truncated", "cut")
 
     def __init__(self, rec: Recorder, t: Any, row: LogRow, head: bytes, complete: bool,
-                 started: float) -> None:
+                 started: float, encoding: bytes | None = None) -> None:
         self.rec = rec
         self.t = t
         self.row = row
-        self.head = head
         self.started = started
-        # A JSON body read whole is parsed once at the end; anything streamed (or an SSE
-        # reply that happened to arrive whole) is scanned as it goes.
+        self.size = len(head)
+        self.cut = False  # the response was ended early (`mark_cut`)
+        self.decoder = decoder(encoding)
+        if self.decoder is not None:
+            head = self.decoder.decode(head)
+        self.head = head
+        self.plain = len(head)  # decoded bytes (the same as `size` when not compressed)
+        # Usage: a JSON body read whole is parsed once at the end; one relayed in pieces is
+        # kept (bounded) and parsed at the end; an SSE reply is scanned as it goes.
         sse = (row.response_content_type or "").startswith("text/event-stream")
-        streamed = not complete or sse
-        self.complete = not streamed
-        self.scanner: SSEUsageScanner | None = SSEUsageScanner() if streamed else None
+        self.complete = complete and not sse
+        self.body: list[bytes] | None = None if complete or sse else []
+        self.kept = 0
+        self.truncated = False
+        self.scanner: SSEUsageScanner | None = SSEUsageScanner() if sse else None
         # A translated stream (a target with its own relay) is parsed event by event by its
         # translator, which hands the scanner what it parsed (`usage_sink`): its bytes are
         # not searched and parsed a second time.
-        self._scan = None if self.scanner is None or (sse and t.relay is not None) \
-            else self.scanner.feed
-        self.size = len(head)
+        self._scan = None if self.scanner is None or t.relay is not None else self.scanner.feed
         # the response head is kept only for a row that stores bodies
         keep = rec.head_bytes if rec.do_log and rec.payload else 0
         self.parts: list[bytes] = [head[:keep]] if head and keep else []
         self.room = keep - len(self.parts[0]) if self.parts else keep
-        if head and self._scan is not None:
-            self._scan(head)
+        if head:
+            if self._scan is not None:
+                self._scan(head)
+            elif self.body is not None:
+                self._keep(head)
 
     def feed(self, chunk: bytes) -> None:
         """One relayed chunk: count it, keep the body head, scan for usage."""
         self.size += len(chunk)
+        if self.decoder is not None:
+            chunk = self.decoder.decode(chunk)
+            self.plain += len(chunk)
         if self.room > 0:
             self.parts.append(chunk[:self.room])
             self.room -= len(self.parts[-1])
         if self._scan is not None:
             self._scan(chunk)
+        elif self.body is not None:
+            self._keep(chunk)
+
+    def _keep(self, chunk: bytes) -> None:
+        body = self.body
+        assert body is not None
+        body.append(chunk)
+        self.kept += len(chunk)
+        if self.kept > JSON_KEEP + TAIL_KEEP:  # past the whole-body bound: keep the tail
+            tail = b"".join(body)[-TAIL_KEEP:]
+            body[:] = [tail]
+            self.kept = len(tail)
+            self.truncated = True
+
+    def mark_cut(self) -> None:
+        """The relay ended the response early (the upstream broke off, or sent an error
+        mid-stream): the row says the attempt did not succeed."""
+        self.cut = True
 
     def usage_sink(self) -> Callable[[Any], None] | None:
         """Where a stream translator sends each parsed upstream event (usage is read from
         them): the scanner's `see`, or None when this reply is not scanned."""
         return self.scanner.see if self.scanner is not None else None
 
+    def _usage(self) -> Usage | None:
+        if self.complete:
+            return usage_from_json(self.t.wire, self.head)
+        if self.body is not None:
+            data = b"".join(self.body)
+            return usage_from_tail(data) if self.truncated else usage_from_json(self.t.wire, data)
+        if self.scanner is None:
+            return None
+        self.scanner.flush()
+        return self.scanner.result()
+
     def finish(self) -> None:
         """The response is done: usage, cost, metrics, and the row to the writer."""
         rec, t, row = self.rec, self.t, self.row
         elapsed = time.monotonic() - self.started
         row.duration = int(elapsed * 1000)
-        if self.complete:
-            usage = usage_from_json(t.wire, self.head)
-        else:
-            usage = self.scanner.result() if self.scanner is not None else None
+        usage = self._usage()
+        if self.cut:
+            row.success = False
         model = (usage.model if usage is not None else None) or \
             model_from_request(t.body or b"") or model_from_path(t.wire, t.target.partition("?")[0]) or ""
         row.model = model
@@ -212,10 +324,15 @@ class Attempt:
         row.request_size = len(body)
         row.response_size = self.size
         row.request_head_complete = len(body) <= rec.head_bytes
-        row.response_head_complete = self.size <= rec.head_bytes
+        if self.decoder is None:
+            row.response_head_complete = self.size <= rec.head_bytes
+        else:  # the head is of the decoded body (the size is of the bytes relayed)
+            row.response_head_complete = self.plain <= rec.head_bytes and self.decoder.left > 0
         if rec.payload:
             row.request_body = body[:rec.head_bytes]
-            row.response_body = b"".join(self.parts)
+            # a body in an encoding aigw cannot decode is not stored (its size is)
+            opaque = self.decoder is not None and self.decoder.opaque
+            row.response_body = None if opaque else b"".join(self.parts)
             row.response_members = response_members(t.wire, row.status_code,
                                                     row.response_content_type, t.target)
         rec.writer.submit(row)

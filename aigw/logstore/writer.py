@@ -40,6 +40,8 @@ class LogWriter:
         self.failed = 0  # rows lost to store errors
         self._dropped_reported = 0
         self._last_warn = 0.0
+        self._rejected_reported = 0  # rows the store refused (STOP_INSERTING), reported so far
+        self._last_reject_warn = float("-inf")
 
     def __repr__(self) -> str:
         return (f"<LogWriter [queued {len(self._queue)}/{self.queue_max} | written "
@@ -71,6 +73,20 @@ class LogWriter:
                            self.dropped - self._dropped_reported, self.queue_max)
             self._dropped_reported = self.dropped
 
+    def _warn_rejected(self) -> None:
+        """The store is full under STOP_INSERTING: say so, at most once per `warn_every`."""
+        rejected = getattr(self.store, "rejected", 0)
+        if rejected <= self._rejected_reported:
+            return
+        now = time.monotonic()
+        if now - self._last_reject_warn >= self.warn_every:
+            self._last_reject_warn = now
+            logger.warning("log store full (log_management_strategy STOP_INSERTING, max_rows=%s): "
+                           "%d log rows not stored (%d since last report)",
+                           getattr(self.store, "max_rows", "?"), rejected,
+                           rejected - self._rejected_reported)
+            self._rejected_reported = rejected
+
     async def start(self) -> None:
         """Start the store and the background task."""
         await self.store.start()
@@ -98,6 +114,7 @@ class LogWriter:
             except Exception:  # the store boundary: count the loss, keep the writer alive
                 self.failed += n
                 logger.exception("log store insert failed; %d rows lost", n)
+            self._warn_rejected()
             if not everything and not self._closing and len(q) < self.batch_size:
                 return
 
