@@ -173,6 +173,44 @@ async def test_bad_filters_are_400_never_500(api, params, needle):
     assert body["success"] is False and needle in body["errors"][0]["message"]
 
 
+STRICT_NUMBER_CASES = [
+    ({"page": "1_0"}, "page"), ({"page": "\u0661\u0660"}, "page"), ({"page": " 5"}, "page"),
+    ({"page": "+2"}, "page"), ({"page": "2.0"}, "page"), ({"per_page": "1e1"}, "per_page"),
+    ({"page": "9" * 5000}, "page"), ({"per_page": "-1"}, "per_page"),
+    ({"min_cost": "1_0"}, "min_cost"), ({"min_cost": "nan"}, "min_cost"),
+    ({"max_cost": "inf"}, "max_cost"), ({"max_cost": "-Infinity"}, "max_cost"),
+    ({"min_duration": "1e999"}, "finite"), ({"min_tokens_in": "\u0663"}, "min_tokens_in"),
+    ({"max_total_tokens": " 1"}, "max_total_tokens"), ({"min_cost": "0x10"}, "min_cost"),
+    ({"filters.key": "cost", "filters.operator": "gt", "filters.value": "1_0"}, "number"),
+    ({"filters[0][key]": "duration", "filters[0][operator]": "lt",
+      "filters[0][value][]": "NaN"}, "number"),
+    ({"filters": '[{"key":"tokens","operator":"lt","value":["1_0"]}]'}, "number"),
+    ({"filters": '[{"key":"cost","operator":"lt","value":[1e400]}]'}, "JSON"),
+    ({"filters": '[{"key":"cost","operator":"lt","value":[' + "9" * 400 + ']}]'}, "filters"),
+]
+
+
+@pytest.mark.parametrize("params,needle", STRICT_NUMBER_CASES,
+                         ids=[repr(p)[:60] for p, _ in STRICT_NUMBER_CASES])
+async def test_numbers_in_the_query_are_strict(api, params, needle):
+    for method in (api.get, api.delete):
+        resp = await method(f"{BASE}/logs", params=params, headers=AUTH)
+        body = await resp.json()
+        assert resp.status == 400, body
+        assert body["success"] is False and needle in body["errors"][0]["message"]
+    assert len(await _ids(api, {})) == 6  # the DELETE above removed nothing
+
+
+async def test_strict_numbers_still_take_every_ordinary_form(api):
+    assert set(await _ids(api, {"min_cost": "5e-3", "max_cost": ".5"})) == _pick(api.rows, 4, 5)
+    assert set(await _ids(api, {"min_cost": "-1", "max_cost": "0.0010"})) == _pick(api.rows, 0, 3)
+    assert set(await _ids(api, {"min_duration": "104."})) == _pick(api.rows, 4, 5)
+    assert await _ids(api, {"page": "2", "per_page": "5", "direction": "asc"}) == [api.rows[5].id]
+    resp = await api.delete(f"{BASE}/logs", headers=AUTH,
+                            params={"limit": "1", "order_by_direction": "asc"})
+    assert (await resp.json())["result"]["deleted"] == 1
+
+
 async def test_sql_in_values_is_only_data(api):
     assert await _ids(api, {"model": "x' OR '1'='1"}) == []
     assert await _ids(api, {"search": "%"}) == []

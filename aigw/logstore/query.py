@@ -6,6 +6,7 @@ name (validated at start-up), column names and operators from the fixed tables b
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -150,14 +151,28 @@ def _bool(value: Any, name: str) -> bool:
     raise BadFilter(f"{name}: must be true or false, got {value!r}")
 
 
+# Numbers in query text, ASCII only: Python's int() and float() also take "1_0", " 1 ",
+# "+1", "nan", "inf" and digits of other scripts ("١٠"), which a client never means.
+_INT_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
+_FLOAT_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
 def _num(value: Any, name: str) -> float:
+    """A finite number: a JSON number, or text such as `-1`, `0.5`, `2e-3` (strictly)."""
     if isinstance(value, bool):
         raise BadFilter(f"{name}: must be a number")
-    try:
+    if isinstance(value, str):
+        if not _FLOAT_TEXT.fullmatch(value):
+            raise BadFilter(f"{name}: must be a number, got {value!r}")
         out = float(value)
-    except (TypeError, ValueError):
-        raise BadFilter(f"{name}: must be a number, got {value!r}") from None
-    if out != out or out in (float("inf"), float("-inf")):
+    elif isinstance(value, (int, float)):
+        try:
+            out = float(value)
+        except OverflowError:  # a JSON integer beyond any float
+            raise BadFilter(f"{name}: must be a finite number") from None
+    else:
+        raise BadFilter(f"{name}: must be a number, got {value!r}")
+    if not math.isfinite(out):
         raise BadFilter(f"{name}: must be a finite number")
     return out
 
@@ -166,10 +181,9 @@ def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
     raw = q.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadFilter(f"{name}: must be an integer") from None
+    if not _INT_TEXT.fullmatch(raw):
+        raise BadFilter(f"{name}: must be an integer (ASCII digits only), got {raw!r}")
+    value = int(raw) if len(raw) <= 20 else hi + 1  # int() refuses 4300+ digits
     if not lo <= value <= hi:
         raise BadFilter(f"{name}: must be between {lo} and {hi}")
     return value
