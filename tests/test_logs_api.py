@@ -389,3 +389,91 @@ async def test_official_cloudflare_sdk_lists_and_fetches(api):
             filters=[{"key": "provider", "operator": "eq", "value": ["workers-ai"]}])
         assert deleted.success is True
     assert api.rows[4].id not in await _ids(api, {})
+
+
+def _f(key, op, *values):
+    return {"key": key, "operator": op, "value": list(values)}
+
+
+async def test_official_cloudflare_sdk_lists_and_deletes_with_several_filters(api):
+    """The SDK sends two or more filters grouped by field (filters.key=a&filters.key=b&
+    filters.operator=..&filters.value=..): one value each, or the extra values to the one
+    filter that is not lt/gt, is read; anything else is a 400 naming the ambiguity."""
+    import json
+
+    from cloudflare import AsyncCloudflare, BadRequestError
+
+    rows = api.rows
+    base_url = str(api.make_url("/client/v4"))
+    async with AsyncCloudflare(api_token=TOKEN, base_url=base_url, max_retries=0) as cf:
+        async def listed(filters, **kw):
+            page = await cf.ai_gateway.logs.list(GATEWAY, account_id=ACCOUNT, per_page=50,
+                                                 filters=filters, **kw)
+            return {log.id for log in page.result}
+
+        assert await listed([_f("provider", "eq", "openai"),
+                             _f("success", "eq", True)]) == _pick(rows, 0, 3, 5)
+        assert await listed([_f("provider", "eq", "openai"), _f("model", "neq", "gpt-4o"),
+                             _f("cost", "gt", 0.0005)]) == _pick(rows, 0)
+        # several values for the one filter that is not lt/gt, wherever it stands
+        assert await listed([_f("cost", "gt", 0.0015), _f("provider", "eq", "openai",
+                                                           "anthropic"),
+                             _f("duration", "lt", 500)]) == _pick(rows, 1)
+        assert await listed([_f("model", "contains", "claude", "llama"),
+                             _f("tokens", "gt", 30)]) == _pick(rows, 4)
+        for ambiguous in ([_f("provider", "eq", "openai", "anthropic"),
+                           _f("model", "contains", "gpt", "claude")],
+                          [_f("provider", "eq", "openai", "anthropic"), _f("cached", "eq", False),
+                           _f("cost", "lt", 1)]):
+            with pytest.raises(BadRequestError) as err:
+                await listed(ambiguous)
+            assert "ambiguous" in str(err.value) and "JSON array" in str(err.value)
+            with pytest.raises(BadRequestError):
+                await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=ambiguous)
+        with pytest.raises(BadRequestError) as err:  # the SDK drops a null value
+            await listed([_f("provider", "eq", "openai"), _f("model", "eq", None)])
+        assert "has no value" in str(err.value)
+        # the way round the ambiguity the message names: one JSON array in extra_query
+        assert await listed(None, extra_query={"filters": json.dumps(
+            [_f("provider", "eq", "openai", "anthropic"),
+             _f("model", "contains", "gpt-4o-", "claude")])}) == _pick(rows, 0, 1, 2, 3)
+        assert len(await listed(None)) == 6  # no refused DELETE removed anything
+
+        await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=[
+            _f("provider", "eq", "openai"), _f("cached", "eq", False)])
+        assert await listed(None) == _pick(rows, 1, 3, 4)
+        await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=[
+            _f("provider", "eq", "anthropic", "workers-ai"), _f("duration", "gt", 100),
+            _f("cost", "lt", 0.01)])
+        assert await listed(None) == _pick(rows, 3)
+
+
+@pytest.mark.parametrize("query,expected", [
+    # interleaved, each filters.key starting a filter, is read as before
+    ("filters.key=provider&filters.operator=eq&filters.value=openai&filters.value=anthropic"
+     "&filters.key=cached&filters.operator=eq&filters.value=true", (3,)),
+    ("filters.key=provider&filters.value=workers-ai", (4,)),
+    # grouped, one value each, operators left out (eq)
+    ("filters.key=provider&filters.key=cached&filters.value=openai&filters.value=true", (3,)),
+    ("filters.key=provider&filters.key=model&filters.operator=neq&filters.operator=contains"
+     "&filters.value=openai&filters.value%5B%5D=a", (1, 4)),
+])
+async def test_dotted_filters_in_both_layouts(api, query, expected):
+    resp = await api.get(f"{BASE}/logs?per_page=50&{query}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert {r["id"] for r in body["result"]} == _pick(api.rows, *expected)
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("filters.key=provider&filters.key=cached&filters.operator=eq&filters.value=openai"
+     "&filters.value=true", "1 filters.operator"),
+    ("filters.key=cost&filters.key=duration&filters.operator=gt&filters.operator=lt"
+     "&filters.value=1&filters.value=2&filters.value=3", "exactly one value"),
+    ("filters.operator=eq&filters.key=provider&filters.value=openai", "must come first"),
+    ("filters.kee=provider", "unknown field"),
+])
+async def test_dotted_filters_that_cannot_be_read_are_400(api, query, needle):
+    resp = await api.get(f"{BASE}/logs?{query}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 400 and needle in body["errors"][0]["message"], body

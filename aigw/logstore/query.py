@@ -224,8 +224,8 @@ def _filters_from_query(q: Any) -> list[Cond]:
 
     - a JSON array in one `filters` parameter;
     - `filters[0][key]=..&filters[0][value][]=..` (brackets with an index);
-    - `filters.key=..&filters.operator=..&filters.value=..` repeated, as the official
-      Python SDK sends it: read in order, each `filters.key` starts a new filter.
+    - `filters.key=..&filters.operator=..&filters.value=..`, as the official Python SDK
+      sends it (read by `_dotted_filters`).
     """
     out: list[Cond] = []
     raw_json = q.getall("filters", [])
@@ -245,22 +245,13 @@ def _filters_from_query(q: Any) -> list[Cond]:
             out.append(_cond(item["key"], item.get("operator", "eq"),
                              vals if isinstance(vals, list) else [vals]))
     indexed: dict[str, dict[str, Any]] = {}
-    current: dict[str, Any] | None = None
-    dotted: list[dict[str, Any]] = []
+    dotted: list[tuple[str, str]] = []
     for name, value in q.items():
         if name.startswith("filters."):
             part = name[8:]
-            if part == "key":
-                current = {"key": value, "operator": "eq", "value": []}
-                dotted.append(current)
-            elif current is None:
-                raise BadFilter("filters: filters.key must come first")
-            elif part == "operator":
-                current["operator"] = value
-            elif part in ("value", "value[]"):
-                current["value"].append(value)
-            else:
+            if part not in ("key", "operator", "value", "value[]"):
                 raise BadFilter(f"filters: unknown field {name!r}")
+            dotted.append((part.rstrip("[]"), value))
         elif name.startswith("filters["):
             m = re.match(r"^filters\[(\d+)\]\[(key|operator|value)\](\[\d*\])?$", name)
             if m is None:
@@ -270,10 +261,77 @@ def _filters_from_query(q: Any) -> list[Cond]:
                 entry["value"].append(value)
             else:
                 entry[m.group(2)] = value
-    for entry in dotted + [indexed[k] for k in sorted(indexed, key=int)]:
+    for entry in _dotted_filters(dotted) + [indexed[k] for k in sorted(indexed, key=int)]:
         if "key" not in entry:
             raise BadFilter("filters: a filter has no key")
         out.append(_cond(entry["key"], entry["operator"], entry["value"]))
+    return out
+
+
+_SINGLE_VALUE_OPS = ("lt", "gt")
+_GROUPED_HELP = ("send filters as one JSON array in `filters` (with the Python SDK: "
+                 "extra_query={'filters': json.dumps([...])}) or as "
+                 "filters[0][key]=..&filters[0][operator]=..&filters[0][value][]=..")
+
+
+def _dotted_filters(fields: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Filters from `filters.key`, `filters.operator` and `filters.value` (or `value[]`), in
+    the query's order; two layouts:
+
+    - interleaved, `key, operator, value.., key, operator, value..`: each key starts a
+      filter;
+    - grouped by field, `key, key, .., operator, operator, .., value, value, ..`: what the
+      official Python SDK sends for two or more filters. Its query string is built per
+      filter, then httpx's QueryParams re-orders it by parameter name, so which values
+      belong to which filter is lost. A filter has at least one value, and exactly one
+      under lt/gt: one value per filter, or the extra values all to the single filter that
+      may take several, is then the only valid reading. Any other case is ambiguous and a
+      400 says so, rather than guessing.
+    """
+    if not fields:
+        return []
+    if fields[0][0] != "key":
+        raise BadFilter("filters: filters.key must come first")
+    runs = [part for i, (part, _) in enumerate(fields) if i == 0 or fields[i - 1][0] != part]
+    keys = [v for part, v in fields if part == "key"]
+    if len(keys) < 2 or len(runs) != len(set(runs)):
+        dotted: list[dict[str, Any]] = []
+        for part, value in fields:
+            if part == "key":
+                dotted.append({"key": value, "operator": "eq", "value": []})
+            elif part == "operator":
+                dotted[-1]["operator"] = value
+            else:
+                dotted[-1]["value"].append(value)
+        return dotted
+    ops = [v for part, v in fields if part == "operator"] or ["eq"] * len(keys)
+    values = [v for part, v in fields if part == "value"]
+    n, m = len(keys), len(values)
+    if len(ops) != n:
+        raise BadFilter(f"filters: {n} filters.key but {len(ops)} filters.operator; "
+                        "give each filter its operator")
+    if m < n:
+        raise BadFilter(f"filters: {n} filters but {m} filters.value, so a filter has no "
+                        "value (each filter needs at least one; the SDK leaves out null "
+                        "and empty-string values)")
+    counts = [1] * n
+    several = [i for i, op in enumerate(ops) if op not in _SINGLE_VALUE_OPS]
+    if m > n:
+        if not several:
+            raise BadFilter(f"filters: {m} values for {n} lt/gt filters; lt and gt take "
+                            "exactly one value")
+        if len(several) > 1:
+            raise BadFilter(f"filters: {n} filters with {m} values in all, sent grouped by "
+                            "field (filters.key=..&filters.key=..&filters.value=..), as the "
+                            "Python SDK does: which values belong to which filter is "
+                            "ambiguous when more than one filter may have several values; "
+                            + _GROUPED_HELP)
+        counts[several[0]] += m - n
+    out: list[dict[str, Any]] = []
+    at = 0
+    for key, op, count in zip(keys, ops, counts):
+        out.append({"key": key, "operator": op, "value": values[at:at + count]})
+        at += count
     return out
 
 
