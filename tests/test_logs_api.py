@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 from _logfixtures import ACCOUNT, GATEWAY, T0, make_row, pg_dsn, require_pg, unique_table
+from aigw import _json
 from aigw.api import handle_api, split_api_path
 from aigw.logstore.sqlite import SqliteLogStore
 
@@ -66,6 +67,57 @@ async def api(store, aiohttp_raw_server, aiohttp_client):
     client.rows = rows
     client.store = store
     return client
+
+
+def _serve(store, aiohttp_raw_server):
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        parts = split_api_path(request.path)
+        if parts is None:
+            return web.Response(status=404)
+        return await handle_api(request, store, (TOKEN, "second-token"), *parts)
+
+    return aiohttp_raw_server(handler)
+
+
+@pytest.fixture
+async def both(tmp_path, aiohttp_raw_server, aiohttp_client):
+    """A SQLite and a PostgreSQL store holding the same rows, each behind the API; use
+    `same_answer` to ask both the same question."""
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+
+    stores = [SqliteLogStore(str(tmp_path / "both.sqlite")),
+              PostgresLogStore(pg_dsn(), table=unique_table())]
+    rows = seed_rows() + [make_row(9, gateway="other-gw")]
+    clients = []
+    try:
+        for s in stores:
+            await s.start()
+            await s.insert_many(rows)
+            client = await aiohttp_client(await _serve(s, aiohttp_raw_server))
+            client.rows, client.store = rows[:-1], s
+            clients.append(client)
+        yield clients
+    finally:
+        await stores[1].drop()
+        for s in stores:
+            await s.close()
+
+
+async def same_answer(both, method: str, path: str, params=None, json=None):
+    """(status, body) of one request, asserted identical from both stores. A DELETE's rows
+    are put back afterwards (the stores ignore ids they hold), so calls can follow."""
+    answers = []
+    for client in both:
+        resp = await client.request(method, f"{BASE}/{path}", params=params, json=json,
+                                    headers=AUTH)
+        body = await resp.json()
+        assert resp.status < 500, (client.store, params, body)
+        answers.append((resp.status, body))
+        if method == "DELETE":
+            await client.store.insert_many(client.rows)
+    assert answers[0] == answers[1], (params, answers)
+    return answers[0]
 
 
 async def _ids(api, params) -> list[str]:
@@ -477,3 +529,52 @@ async def test_dotted_filters_that_cannot_be_read_are_400(api, query, needle):
     resp = await api.get(f"{BASE}/logs?{query}", headers=AUTH)
     body = await resp.json()
     assert resp.status == 400 and needle in body["errors"][0]["message"], body
+
+
+_ALL_KEYS = ("id", "created_at", "request_content_type", "response_content_type",
+             "request_type", "success", "cached", "provider", "model", "model_type", "cost",
+             "tokens", "tokens_in", "tokens_out", "duration", "feedback", "event_id",
+             "metadata.key", "metadata.value", "user_agent")
+_EMPTYISH = ([None], [], [""], ["\u0000"], [None, ""], [{}], [[]], "", None)
+
+
+async def test_every_key_and_operator_with_empty_values_is_400_or_an_answer(both):
+    """No filter reaches SQL without a usable value: [null], [], [""] and the like under
+    every key and operator are a 400 or the same rows from both stores, never a 5xx."""
+    refused = set()
+    for key in _ALL_KEYS:
+        for op in ("eq", "neq", "contains", "lt", "gt"):
+            for values in _EMPTYISH:
+                f = _json.dumps([{"key": key, "operator": op, "value": values}]).decode()
+                for method in ("GET", "DELETE"):
+                    status, body = await same_answer(both, method, "logs",
+                                                     params={"filters": f, "per_page": "50"})
+                    if status != 200:
+                        assert status == 400 and body["success"] is False
+                        assert body["errors"][0]["message"].startswith("filters")
+                        refused.add((key, op, _json.dumps(values).decode()))
+    # what cannot mean anything is refused, whatever the store
+    for key in ("model", "metadata.value", "id", "event_id"):
+        assert (key, "contains", "[null]") in refused
+        assert (key, "contains", '[""]') in refused
+        assert (key, "eq", "[]") in refused
+    assert ("metadata.key", "eq", "[null]") in refused
+    assert ("metadata.value", "neq", "[null]") in refused
+    assert ("id", "lt", "[null]") in refused
+    assert ("model", "eq", '["\\u0000"]') in refused
+    assert ("cost", "eq", "[null]") in refused
+    # null under eq/neq on a text field means "empty": only row 2 has an event id
+    _, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"event_id","operator":"eq","value":[null]}]', "per_page": "50"})
+    assert {r["id"] for r in body["result"]} == _pick(both[0].rows, 0, 1, 3, 4, 5)
+    _, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"event_id","operator":"neq","value":[null]}]'})
+    assert [r["id"] for r in body["result"]] == [both[0].rows[2].id]
+
+
+@pytest.mark.parametrize("params", [{"model": "gpt\u0000"}, {"provider": "\u0000"},
+                                    {"search": "a\u0000b"}])
+async def test_nul_in_text_parameters_is_400_on_both_stores(both, params):
+    for method in ("GET", "DELETE"):
+        status, body = await same_answer(both, method, "logs", params=params)
+        assert status == 400 and "NUL" in body["errors"][0]["message"]

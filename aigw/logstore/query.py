@@ -189,12 +189,32 @@ def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _text(value: Any, name: str) -> str:
+    """Text to bind: a string as it is (PostgreSQL cannot take NUL in text, and no stored
+    text holds one), a JSON true/false/number as its JSON text (`true`, `1.5`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if "\x00" in value:
+        raise BadFilter(f"{name}: text cannot contain NUL characters")
+    return value
+
+
 def _coerce(key: str, op: str, values: list[Any]) -> list[Any]:
+    """The values of one filter, checked and converted for its key and operator.
+
+    Every filter that reaches SQL has at least one usable value: null only under eq/neq on
+    a column (IS NULL), never under contains, lt, gt or on metadata; contains needs
+    non-empty text.
+    """
     name = f"filters[{key}]"
     if op not in _OPS:
         raise BadFilter(f"{name}: operator must be one of {', '.join(_OPS)}")
     if not values:
         raise BadFilter(f"{name}: needs at least one value")
+    if any(v is not None and not isinstance(v, (str, int, float)) for v in values):
+        raise BadFilter(f"{name}: values must be strings, numbers, booleans or null")
     if op in ("lt", "gt") and len(values) != 1:
         raise BadFilter(f"{name}: {op} takes exactly one value")
     if key == "created_at":
@@ -215,7 +235,15 @@ def _coerce(key: str, op: str, values: list[Any]) -> list[Any]:
     if key in _TEXT or key in ("metadata.key", "metadata.value"):
         if op in ("lt", "gt") and key != "id":
             raise BadFilter(f"{name}: lt and gt apply to numbers and dates only")
-        return [None if v is None else str(v) for v in values]
+        if op == "contains" and key == "metadata.key":
+            raise BadFilter(f"{name}: use eq or neq")
+        if None in values and (op not in ("eq", "neq") or key.startswith("metadata.")):
+            raise BadFilter(f"{name}: null is a value only for eq and neq on a field "
+                            "(rows where it is empty)")
+        texts = [None if v is None else _text(v, name) for v in values]
+        if op == "contains" and "" in texts:
+            raise BadFilter(f"{name}: contains needs non-empty text")
+        return texts
     raise BadFilter(f"filters: unsupported key {key!r}")
 
 
@@ -354,7 +382,7 @@ def parse_query(q: Any, *, delete: bool = False) -> Query:
         conds.append(Cond("feedback", "eq", [-1.0 if fb in ("0", "-1") else 1.0]))
     for name in _EQ_PARAMS:
         if q.get(name) not in (None, ""):
-            conds.append(Cond(name, "eq", [q[name]]))
+            conds.append(Cond(name, "eq", [_text(q[name], name)]))
     if q.get("start_date"):
         conds.append(Cond("created_at", "ge", [iso_ms(q["start_date"], "start_date")]))
     if q.get("end_date"):
@@ -365,7 +393,7 @@ def parse_query(q: Any, *, delete: bool = False) -> Query:
             if raw not in (None, ""):
                 conds.append(Cond("range:" + name, op, [_num(raw, bound + name)]))
     if q.get("search"):
-        conds.append(Cond("search", "contains", [q["search"]]))
+        conds.append(Cond("search", "contains", [_text(q["search"], "search")]))
     order_by = q.get("order_by") or "created_at"
     if order_by not in ORDER_KEYS:
         raise BadFilter(f"order_by: must be one of {', '.join(ORDER_KEYS)}")
@@ -404,11 +432,8 @@ def _cond_sql(c: Cond, b: Binder, t: str) -> str:
         cols = ("metadata", "model", "provider", "path", "event_id")
         return "(" + " OR ".join(f"{t}.{col} {d.like} {b(pat)} ESCAPE '\\'" for col in cols) + ")"
     if c.key in ("metadata.key", "metadata.value"):
-        if c.op == "contains":
-            tmpl = d.meta_value_like if c.key == "metadata.value" else None
-            if tmpl is None:
-                raise BadFilter("filters[metadata.key]: use eq or neq")
-            parts = [tmpl.format(t=t, p=b(_like(str(v)))) for v in c.values]
+        if c.op == "contains":  # metadata.value only (_coerce)
+            parts = [d.meta_value_like.format(t=t, p=b(_like(v))) for v in c.values]
         else:
             tmpl = d.meta_key if c.key == "metadata.key" else d.meta_value
             parts = [tmpl.format(t=t, p=b(v)) for v in c.values]
@@ -423,7 +448,7 @@ def _cond_sql(c: Cond, b: Binder, t: str) -> str:
         return f"{col} {sym} {b(c.values[0])}"
     if c.op == "contains":
         return "(" + " OR ".join(f"{col} {d.like} {b(_like(v))} ESCAPE '\\'"
-                                 for v in c.values if v is not None) + ")"
+                                 for v in c.values) + ")"
     parts = [f"{col} IS NULL" if v is None else f"{col} = {b(v)}" for v in c.values]
     any_sql = "(" + " OR ".join(parts) + ")"
     if c.op == "neq":
