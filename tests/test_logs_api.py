@@ -334,6 +334,24 @@ async def test_patch_feedback_score_metadata(api):
     assert (await resp.json())["result"]["feedback"] is None
 
 
+async def test_patch_feedback_is_minus_one_one_or_null_and_the_filter_finds_it(api):
+    """PATCH takes -1|1|null (reference 6.3); the list filter's 0|1 finds -1|1."""
+    row = api.rows[0]
+    for feedback, found_by in ((-1, "0"), (1, "1")):
+        resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": feedback})
+        assert (await resp.json())["result"]["feedback"] == feedback
+        assert row.id in await _ids(api, {"feedback": found_by})
+        assert row.id in await _ids(api, {"filters": _json.dumps(
+            [{"key": "feedback", "operator": "eq", "value": [int(found_by)]}]).decode()})
+    for bad in (0, 0.0, 1.0, -1.0, True, False, "1", 2, -2, [1], {"v": 1}):
+        resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": bad})
+        body = await resp.json()
+        assert resp.status == 400, (bad, body)
+        assert "feedback must be -1" in body["errors"][0]["message"]
+    resp = await api.get(f"{BASE}/logs/{row.id}", headers=AUTH)
+    assert (await resp.json())["result"]["feedback"] == 1  # no refused PATCH changed it
+
+
 @pytest.mark.parametrize("payload", [{"feedback": 2}, {"score": "high"}, {"score": 101},
                                      {"metadata": {"a": {"b": 1}}}, {"bogus": 1}, [1]])
 async def test_patch_rejects_bad_bodies(api, payload):

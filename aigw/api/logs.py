@@ -140,7 +140,7 @@ async def _body(store: Any, account: str, gateway: str, log_id: str,
 
 
 def _patch_fields(raw: bytes) -> dict[str, Any]:
-    """Validate a PATCH body: `feedback` -1|0|1|null, `score` 0..100|null, `metadata`."""
+    """Validate a PATCH body: `feedback` -1|1|null, `score` 0..100|null, `metadata`."""
     try:
         body = _json.loads(raw or b"{}")
     except ValueError:
@@ -150,9 +150,11 @@ def _patch_fields(raw: bytes) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for key, value in body.items():
         if key == "feedback":
-            if value is not None and (isinstance(value, bool) or value not in (-1, 0, 1)):
-                raise BadRequest("feedback must be -1, 0, 1 or null")
-            fields[key] = None if value is None else int(value)
+            # -1 thumbs down, 1 up (reference 6.3); the list filter's feedback=0 finds -1.
+            # Exactly the JSON integers: not 0, 1.0 or true (bool is an int in Python).
+            if value is not None and (type(value) is not int or value not in (-1, 1)):
+                raise BadRequest("feedback must be -1 (thumbs down), 1 (thumbs up) or null")
+            fields[key] = value
         elif key == "score":
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))
