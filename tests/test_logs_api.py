@@ -337,13 +337,13 @@ async def test_patch_feedback_score_metadata(api):
 async def test_patch_feedback_is_minus_one_one_or_null_and_the_filter_finds_it(api):
     """PATCH takes -1|1|null (reference 6.3); the list filter's 0|1 finds -1|1."""
     row = api.rows[0]
-    for feedback, found_by in ((-1, "0"), (1, "1")):
+    for feedback, found_by in ((-1, "0"), (1, "1"), (-1.0, "0"), (1.0, "1")):
         resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": feedback})
         assert (await resp.json())["result"]["feedback"] == feedback
         assert row.id in await _ids(api, {"feedback": found_by})
         assert row.id in await _ids(api, {"filters": _json.dumps(
             [{"key": "feedback", "operator": "eq", "value": [int(found_by)]}]).decode()})
-    for bad in (0, 0.0, 1.0, -1.0, True, False, "1", 2, -2, [1], {"v": 1}):
+    for bad in (0, 0.0, -0.0, True, False, "1", 2, -2, 1.5, [1], {"v": 1}):
         resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": bad})
         body = await resp.json()
         assert resp.status == 400, (bad, body)

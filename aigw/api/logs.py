@@ -151,10 +151,13 @@ def _patch_fields(raw: bytes) -> dict[str, Any]:
     for key, value in body.items():
         if key == "feedback":
             # -1 thumbs down, 1 up (reference 6.3); the list filter's feedback=0 finds -1.
-            # Exactly the JSON integers: not 0, 1.0 or true (bool is an int in Python).
-            if value is not None and (type(value) is not int or value not in (-1, 1)):
+            # The numbers -1 and 1 (1.0 too: the SDK types feedback as a float), never 0
+            # or true (bool is an int in Python).
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))
+                                      or value not in (-1, 1)):
                 raise BadRequest("feedback must be -1 (thumbs down), 1 (thumbs up) or null")
-            fields[key] = value
+            fields[key] = None if value is None else int(value)
         elif key == "score":
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))
