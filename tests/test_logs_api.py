@@ -596,3 +596,70 @@ async def test_nul_in_text_parameters_is_400_on_both_stores(both, params):
     for method in ("GET", "DELETE"):
         status, body = await same_answer(both, method, "logs", params=params)
         assert status == 400 and "NUL" in body["errors"][0]["message"]
+
+
+async def _add_rows(both, rows):
+    for client in both:
+        await client.store.insert_many(rows)
+        client.rows = client.rows + rows
+
+
+async def test_boolean_metadata_reads_true_and_false_on_both_stores(both):
+    """JSON true/false in metadata are the text "true"/"false" for filters and group_by
+    on SQLite as on PostgreSQL (SQLite's json_each holds them as 1/0)."""
+    extra = [make_row(10, metadata='{"flag":true,"n":1}'), make_row(11, metadata='{"flag":false}'),
+             make_row(12, metadata='{"flag":"true","x":null}'), make_row(13, metadata='{"flag":1}')]
+    await _add_rows(both, extra)
+    ids = {r.id: i for i, r in enumerate(both[0].rows)}
+
+    async def found(key, op, *values):
+        f = _json.dumps([{"key": key, "operator": op, "value": list(values)}]).decode()
+        _, body = await same_answer(both, "GET", "logs", params={"filters": f, "per_page": "50"})
+        return sorted(ids[r["id"]] for r in body["result"])
+
+    assert await found("metadata.value", "eq", "true") == [6, 8]
+    assert await found("metadata.value", "eq", True) == [6, 8]
+    assert await found("metadata.value", "eq", "false") == [7]
+    assert await found("metadata.value", "eq", "1") == [1, 6, 9]  # row 1 has "tier":1
+    assert await found("metadata.value", "eq", 1) == [1, 6, 9]
+    assert await found("metadata.value", "contains", "RU") == [6, 8]
+    assert await found("metadata.value", "neq", "true", "false") == [0, 1, 2, 3, 4, 5, 9]
+    assert await found("metadata.key", "eq", "x") == [8]
+    _, body = await same_answer(both, "GET", "analytics", params={
+        "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+        "group_by": "metadata.flag"})
+    groups = {g["group"]: g["requests"] for g in body["result"]["groups"]}
+    assert groups == {"true": 2, "false": 1, "1": 1, None: 6}
+    _, body = await same_answer(both, "GET", "analytics", params={
+        "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+        "group_by": "metadata.x"})
+    assert {g["group"]: g["requests"] for g in body["result"]["groups"]} == {None: 10}
+    for group_by in ("provider", "model", "metadata.user", None):  # series in the same order
+        await same_answer(both, "GET", "analytics", params={
+            "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+            "interval": "minute", **({"group_by": group_by} if group_by else {})})
+
+
+@pytest.mark.parametrize("order_by", ["cost", "tokens_in", "tokens_out", "duration", "feedback",
+                                      "model", "model_type", "provider", "success", "cached",
+                                      "created_at"])
+async def test_order_by_puts_nulls_last_ascending_first_descending_on_both_stores(both,
+                                                                                  order_by):
+    extra = [make_row(10, model="Zeta", duration=None, cost=None, success=None),
+             make_row(11, model="@cf/x", model_type="chat", cached=None, feedback=1),
+             make_row(12, model="\u00e9clair", provider="Anthropic", tokens_out=None)]
+    await _add_rows(both, extra)
+    for direction in ("asc", "desc"):
+        _, body = await same_answer(both, "GET", "logs", params={
+            "order_by": order_by, "order_by_direction": direction, "per_page": "50"})
+        values = [r[order_by] for r in body["result"]]
+        nulls = [v is None for v in values]
+        assert nulls == sorted(nulls, reverse=direction == "desc"), values
+        present = [v for v in values if v is not None]
+        assert present == sorted(present, reverse=direction == "desc"), values
+        if order_by == "cost":
+            assert values[-1 if direction == "asc" else 0] is None
+        # the DELETE picks its `limit` rows in the same order on both
+        status, body = await same_answer(both, "DELETE", "logs", params={
+            "order_by": order_by, "order_by_direction": direction, "limit": "3"})
+        assert body["result"]["deleted"] == 3

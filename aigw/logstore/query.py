@@ -49,18 +49,24 @@ class Dialect:
     meta_key: str  # {t} table, {p} placeholder
     meta_value: str
     meta_value_like: str
-    meta_get: str
+    meta_get: str  # the text of one metadata entry, {p} its key
     num: str  # a numeric column compared with a bound float
+    collate: str  # after a text column in ORDER BY: the same order on both backends
 
 
+# A metadata value as text, as PostgreSQL's jsonb_each_text gives it: SQLite's json_each
+# holds JSON true/false as the integers 1/0, so its type column names them instead.
+_SQLITE_META_TEXT = ("CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                     "ELSE CAST(j.value AS TEXT) END")
 SQLITE = Dialect(
     "sqlite", False, "LIKE",
     "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE j.key = {p})",
-    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) = {p})",
-    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) LIKE {p} "
+    f"EXISTS (SELECT 1 FROM json_each({{t}}.metadata) j WHERE {_SQLITE_META_TEXT} = {{p}})",
+    f"EXISTS (SELECT 1 FROM json_each({{t}}.metadata) j WHERE {_SQLITE_META_TEXT} LIKE {{p}} "
     "ESCAPE '\\')",
-    "json_extract({t}.metadata, {p})",
+    f"(SELECT {_SQLITE_META_TEXT} FROM json_each({{t}}.metadata) j WHERE j.key = {{p}})",
     "{c}",
+    "",  # BINARY: the UTF-8 bytes, that is code point order
 )
 POSTGRES = Dialect(
     "postgres", True, "ILIKE",
@@ -70,6 +76,7 @@ POSTGRES = Dialect(
     "ESCAPE '\\')",
     "({t}.metadata::jsonb ->> {p})",
     "({c})::float8",  # asyncpg binds int columns as int only; floats compare as float8
+    ' COLLATE "C"',  # code point order too, whatever the database's locale
 )
 
 
@@ -463,10 +470,22 @@ def where_sql(query: Query, b: Binder, t: str, account: str, gateway: str) -> st
     return " AND ".join(parts)
 
 
-def order_sql(query: Query, t: str) -> str:
-    """ORDER BY text from the validated key and direction (ids break ties in time order)."""
+_TEXT_ORDER = ("provider", "model", "model_type")
+
+
+def order_sql(query: Query, t: str, dialect: Dialect) -> str:
+    """ORDER BY text from the validated key and direction (ids break ties in time order).
+
+    Both backends put NULLs last ascending and first descending (PostgreSQL's default;
+    SQLite's is the reverse), spelled `(col IS NULL)` first rather than NULLS LAST, which
+    SQLite before 3.30 lacks; created_at is never NULL. Text sorts by code point on both.
+    """
     d = "ASC" if query.direction == "asc" else "DESC"
-    return f"{t}.{query.order_by} {d}, {t}.id {d}"
+    col = f"{t}.{query.order_by}"
+    if query.order_by == "created_at":
+        return f"{col} {d}, {t}.id {d}"
+    collate = dialect.collate if query.order_by in _TEXT_ORDER else ""
+    return f"({col} IS NULL) {d}, {col}{collate} {d}, {t}.id {d}"
 
 
 LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_body", "response_body", "body_codec"))
@@ -540,9 +559,7 @@ def analytics_sql(a: Analytics, b: Binder, t: str, account: str,
     if a.group_by in ("provider", "model"):
         group = f"{t}.{a.group_by}"
     elif a.group_by:
-        key = a.group_by[9:]
-        path = key if b.dialect.positional else '$."' + key + '"'
-        group = b.dialect.meta_get.format(t=t, p=b(path))
+        group = b.dialect.meta_get.format(t=t, p=b(a.group_by[9:]))
     sums = ("COUNT(*), "
             f"CAST(COALESCE(SUM(CASE WHEN {t}.success THEN 0 ELSE 1 END), 0) AS BIGINT), "
             f"CAST(COALESCE(SUM(CASE WHEN {t}.cached THEN 1 ELSE 0 END), 0) AS BIGINT), "
@@ -556,8 +573,8 @@ def analytics_sql(a: Analytics, b: Binder, t: str, account: str,
              f"AND {t}.created_at >= {b(a.start)} AND {t}.created_at < {b(a.end)}")
     n = 2 if group else 1
     grp = ", ".join(str(i) for i in range(1, n + 1))
-    return (f"SELECT {cols}, {sums} FROM {t} WHERE {where} GROUP BY {grp} ORDER BY {grp}",
-            bool(group))
+    # no ORDER BY: analytics_result orders the rows the same way for both backends
+    return f"SELECT {cols}, {sums} FROM {t} WHERE {where} GROUP BY {grp}", bool(group)
 
 
 _SUM_KEYS = ("requests", "errors", "cached_requests", "tokens_in", "tokens_out", "cost")
@@ -571,6 +588,12 @@ def analytics_result(a: Analytics, records: Iterable[tuple[Any, ...]],
     series: list[dict[str, Any]] = []
     groups: dict[Any, dict[str, Any]] = {}
     add: Callable[[dict[str, Any], tuple[Any, ...]], None] = _add
+    # By bucket, then group by code point with no group (NULL) last, as on both backends
+    # (their own NULL and text orders differ: SQLite puts NULL first, PostgreSQL last).
+    if grouped:
+        records = sorted(records, key=lambda r: (int(r[0]), r[1] is None, r[1] or ""))
+    else:
+        records = sorted(records, key=lambda r: int(r[0]))
     for rec in records:
         bucket = int(rec[0])
         sums = rec[2:] if grouped else rec[1:]
