@@ -663,3 +663,35 @@ async def test_order_by_puts_nulls_last_ascending_first_descending_on_both_store
         status, body = await same_answer(both, "DELETE", "logs", params={
             "order_by": order_by, "order_by_direction": direction, "limit": "3"})
         assert body["result"]["deleted"] == 3
+
+
+async def test_logs_api_error_codes_are_its_own(api, aiohttp_raw_server, aiohttp_client):
+    """400s of the Logs API carry 2914 (2900 for a PATCH body that is not JSON) and a failed
+    store 503/2915: not 2912/2913, which are the loop guard's and the body timeout's."""
+    async def code(resp, status):
+        body = await resp.json()
+        assert resp.status == status and body["success"] is False, body
+        return body["errors"][0]["code"]
+
+    assert await code(await api.get(f"{BASE}/logs", headers=AUTH,
+                                     params={"cached": "maybe"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/logs", headers=AUTH,
+                                     params={"page": "1_0"}), 400) == 2914
+    assert await code(await api.delete(f"{BASE}/logs", headers=AUTH,
+                                        params={"filters": "nope"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/analytics", headers=AUTH,
+                                     params={"interval": "week"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/logs/bad!id", headers=AUTH), 400) == 2914
+    row = api.rows[0].id
+    assert await code(await api.patch(f"{BASE}/logs/{row}", headers=AUTH,
+                                       json={"feedback": 0}), 400) == 2914
+    assert await code(await api.patch(f"{BASE}/logs/{row}", headers=AUTH,
+                                       data=b"{not json"), 400) == 2900
+
+    class Broken:
+        async def list(self, *a):
+            raise OSError("disk gone")
+
+    client = await aiohttp_client(await _serve(Broken(), aiohttp_raw_server))
+    resp = await client.get(f"{BASE}/logs", headers=AUTH)
+    assert await code(resp, 503) == 2915

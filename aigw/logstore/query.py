@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from aigw import _json
-from aigw.errors import BadRequest
+from aigw.errors import LogsBadRequest
 from aigw.logstore.codec import REQUEST, RESPONSE, unpack
 from aigw.logstore.row import COLUMNS
 
@@ -22,10 +22,9 @@ __all__ = ["BadFilter", "Dialect", "SQLITE", "POSTGRES", "Query", "parse_query",
            "check_table", "Analytics", "parse_analytics", "INTERVALS"]
 
 
-class BadFilter(BadRequest):
+class BadFilter(LogsBadRequest):
     """A Logs API filter the gateway cannot honour (400, never a 500)."""
 
-    code = 2912
     message = "Invalid filter"
 
 
