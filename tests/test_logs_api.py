@@ -695,3 +695,15 @@ async def test_logs_api_error_codes_are_its_own(api, aiohttp_raw_server, aiohttp
     client = await aiohttp_client(await _serve(Broken(), aiohttp_raw_server))
     resp = await client.get(f"{BASE}/logs", headers=AUTH)
     assert await code(resp, 503) == 2915
+
+
+async def test_patch_metadata_with_nul_is_400_and_metadata_queries_keep_working(both):
+    """A NUL in metadata would poison PostgreSQL's every metadata query (jsonb refuses it)."""
+    row = both[0].rows[0].id
+    for meta in ({"a": "x\u0000"}, {"\u0000": 1}):
+        status, body = await same_answer(both, "PATCH", f"logs/{row}", json={"metadata": meta})
+        assert status == 400 and "NUL" in body["errors"][0]["message"]
+    await same_answer(both, "PATCH", f"logs/{row}", json={"metadata": {"a": "x\u0001"}})
+    status, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"metadata.key","operator":"eq","value":["a"]}]'})
+    assert status == 200 and [r["id"] for r in body["result"]] == [row]

@@ -20,6 +20,7 @@ from aiohttp import web
 from aigw import _json
 from aigw.errors import AigwError, BadRequest, InvalidJSON, LogsBadRequest, LogStoreUnavailable
 from aigw.logstore.query import parse_analytics, parse_query
+from aigw.logstore.row import has_nul
 
 __all__ = ["handle_api", "split_api_path", "API_PREFIX"]
 
@@ -174,6 +175,9 @@ def _patch_fields(raw: bytes) -> dict[str, Any]:
                                      "boolean values, or null")
                 if len(value) > 5:
                     raise LogsBadRequest("metadata holds at most 5 entries")
+                if any(has_nul(k, v) for k, v in value.items()):
+                    raise LogsBadRequest("metadata keys and values cannot contain NUL "
+                                         "(\\u0000)")
             fields[key] = value
         else:
             raise LogsBadRequest(f"Unknown field {key!r}: expected feedback, score or metadata")
