@@ -10,6 +10,7 @@ whether an attempt that failed with it may be retried.
     │   ├── InvalidHeader          400 / 2902
     │   │   └── InvalidCacheHeader 400 / 2902, a cf-aig-cache-* value out of range
     │   ├── ByokAliasUnknown       400 / 2040
+    │   ├── LogsBadRequest         400 / 2914, a Logs API query, filter or PATCH body refused
     │   └── ...
     ├── PayloadTooLarge            413 / 2906
     ├── Unauthorized               401 / 2009
@@ -18,6 +19,7 @@ whether an attempt that failed with it may be retried.
     ├── Overloaded                 503 / 2911 (shed: over server.max_concurrent_requests)
     ├── LoopDetected               508 / 2912 (x-aigw-hop: this gateway already saw it)
     ├── ClientTimeout              408 / 2913 (body slower than server.client_timeout)
+    ├── LogStoreUnavailable        503 / 2915 (the Logs API's store failed)
     └── UpstreamFailure            502 / 504: every attempt ended without a response
 
 Cloudflare's envelope (reference section 9):
@@ -136,6 +138,22 @@ class InvalidPath(BadRequest):
 class InvalidAccount(BadRequest):
     code = 2904
     message = "Invalid account or gateway id"
+
+
+class LogsBadRequest(BadRequest):
+    """A Logs API or analytics request refused: a query parameter, a filter, a log id or a
+    PATCH field (a PATCH body that is not JSON stays InvalidJSON, 2900)."""
+
+    code = 2914
+    message = "Invalid logs API request"
+
+
+class LogStoreUnavailable(AigwError):
+    """The Logs API's store failed (the client's request was fine)."""
+
+    status = 503
+    code = 2915
+    message = "Log store unavailable"
 
 
 class PayloadTooLarge(AigwError):

@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 from _logfixtures import ACCOUNT, GATEWAY, T0, make_row, pg_dsn, require_pg, unique_table
+from aigw import _json
 from aigw.api import handle_api, split_api_path
 from aigw.logstore.sqlite import SqliteLogStore
 
@@ -66,6 +67,57 @@ async def api(store, aiohttp_raw_server, aiohttp_client):
     client.rows = rows
     client.store = store
     return client
+
+
+def _serve(store, aiohttp_raw_server):
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        parts = split_api_path(request.path)
+        if parts is None:
+            return web.Response(status=404)
+        return await handle_api(request, store, (TOKEN, "second-token"), *parts)
+
+    return aiohttp_raw_server(handler)
+
+
+@pytest.fixture
+async def both(tmp_path, aiohttp_raw_server, aiohttp_client):
+    """A SQLite and a PostgreSQL store holding the same rows, each behind the API; use
+    `same_answer` to ask both the same question."""
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+
+    stores = [SqliteLogStore(str(tmp_path / "both.sqlite")),
+              PostgresLogStore(pg_dsn(), table=unique_table())]
+    rows = seed_rows() + [make_row(9, gateway="other-gw")]
+    clients = []
+    try:
+        for s in stores:
+            await s.start()
+            await s.insert_many(rows)
+            client = await aiohttp_client(await _serve(s, aiohttp_raw_server))
+            client.rows, client.store = rows[:-1], s
+            clients.append(client)
+        yield clients
+    finally:
+        await stores[1].drop()
+        for s in stores:
+            await s.close()
+
+
+async def same_answer(both, method: str, path: str, params=None, json=None):
+    """(status, body) of one request, asserted identical from both stores. A DELETE's rows
+    are put back afterwards (the stores ignore ids they hold), so calls can follow."""
+    answers = []
+    for client in both:
+        resp = await client.request(method, f"{BASE}/{path}", params=params, json=json,
+                                    headers=AUTH)
+        body = await resp.json()
+        assert resp.status < 500, (client.store, params, body)
+        answers.append((resp.status, body))
+        if method == "DELETE":
+            await client.store.insert_many(client.rows)
+    assert answers[0] == answers[1], (params, answers)
+    return answers[0]
 
 
 async def _ids(api, params) -> list[str]:
@@ -173,6 +225,44 @@ async def test_bad_filters_are_400_never_500(api, params, needle):
     assert body["success"] is False and needle in body["errors"][0]["message"]
 
 
+STRICT_NUMBER_CASES = [
+    ({"page": "1_0"}, "page"), ({"page": "\u0661\u0660"}, "page"), ({"page": " 5"}, "page"),
+    ({"page": "+2"}, "page"), ({"page": "2.0"}, "page"), ({"per_page": "1e1"}, "per_page"),
+    ({"page": "9" * 5000}, "page"), ({"per_page": "-1"}, "per_page"),
+    ({"min_cost": "1_0"}, "min_cost"), ({"min_cost": "nan"}, "min_cost"),
+    ({"max_cost": "inf"}, "max_cost"), ({"max_cost": "-Infinity"}, "max_cost"),
+    ({"min_duration": "1e999"}, "finite"), ({"min_tokens_in": "\u0663"}, "min_tokens_in"),
+    ({"max_total_tokens": " 1"}, "max_total_tokens"), ({"min_cost": "0x10"}, "min_cost"),
+    ({"filters.key": "cost", "filters.operator": "gt", "filters.value": "1_0"}, "number"),
+    ({"filters[0][key]": "duration", "filters[0][operator]": "lt",
+      "filters[0][value][]": "NaN"}, "number"),
+    ({"filters": '[{"key":"tokens","operator":"lt","value":["1_0"]}]'}, "number"),
+    ({"filters": '[{"key":"cost","operator":"lt","value":[1e400]}]'}, "JSON"),
+    ({"filters": '[{"key":"cost","operator":"lt","value":[' + "9" * 400 + ']}]'}, "filters"),
+]
+
+
+@pytest.mark.parametrize("params,needle", STRICT_NUMBER_CASES,
+                         ids=[repr(p)[:60] for p, _ in STRICT_NUMBER_CASES])
+async def test_numbers_in_the_query_are_strict(api, params, needle):
+    for method in (api.get, api.delete):
+        resp = await method(f"{BASE}/logs", params=params, headers=AUTH)
+        body = await resp.json()
+        assert resp.status == 400, body
+        assert body["success"] is False and needle in body["errors"][0]["message"]
+    assert len(await _ids(api, {})) == 6  # the DELETE above removed nothing
+
+
+async def test_strict_numbers_still_take_every_ordinary_form(api):
+    assert set(await _ids(api, {"min_cost": "5e-3", "max_cost": ".5"})) == _pick(api.rows, 4, 5)
+    assert set(await _ids(api, {"min_cost": "-1", "max_cost": "0.0010"})) == _pick(api.rows, 0, 3)
+    assert set(await _ids(api, {"min_duration": "104."})) == _pick(api.rows, 4, 5)
+    assert await _ids(api, {"page": "2", "per_page": "5", "direction": "asc"}) == [api.rows[5].id]
+    resp = await api.delete(f"{BASE}/logs", headers=AUTH,
+                            params={"limit": "1", "order_by_direction": "asc"})
+    assert (await resp.json())["result"]["deleted"] == 1
+
+
 async def test_sql_in_values_is_only_data(api):
     assert await _ids(api, {"model": "x' OR '1'='1"}) == []
     assert await _ids(api, {"search": "%"}) == []
@@ -242,6 +332,24 @@ async def test_patch_feedback_score_metadata(api):
     assert set(await _ids(api, {"feedback": "1"})) == _pick(api.rows, 0, 4)
     resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": None})
     assert (await resp.json())["result"]["feedback"] is None
+
+
+async def test_patch_feedback_is_minus_one_one_or_null_and_the_filter_finds_it(api):
+    """PATCH takes -1|1|null (reference 6.3); the list filter's 0|1 finds -1|1."""
+    row = api.rows[0]
+    for feedback, found_by in ((-1, "0"), (1, "1"), (-1.0, "0"), (1.0, "1")):
+        resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": feedback})
+        assert (await resp.json())["result"]["feedback"] == feedback
+        assert row.id in await _ids(api, {"feedback": found_by})
+        assert row.id in await _ids(api, {"filters": _json.dumps(
+            [{"key": "feedback", "operator": "eq", "value": [int(found_by)]}]).decode()})
+    for bad in (0, 0.0, -0.0, True, False, "1", 2, -2, 1.5, [1], {"v": 1}):
+        resp = await api.patch(f"{BASE}/logs/{row.id}", headers=AUTH, json={"feedback": bad})
+        body = await resp.json()
+        assert resp.status == 400, (bad, body)
+        assert "feedback must be -1" in body["errors"][0]["message"]
+    resp = await api.get(f"{BASE}/logs/{row.id}", headers=AUTH)
+    assert (await resp.json())["result"]["feedback"] == 1  # no refused PATCH changed it
 
 
 @pytest.mark.parametrize("payload", [{"feedback": 2}, {"score": "high"}, {"score": 101},
@@ -351,3 +459,251 @@ async def test_official_cloudflare_sdk_lists_and_fetches(api):
             filters=[{"key": "provider", "operator": "eq", "value": ["workers-ai"]}])
         assert deleted.success is True
     assert api.rows[4].id not in await _ids(api, {})
+
+
+def _f(key, op, *values):
+    return {"key": key, "operator": op, "value": list(values)}
+
+
+async def test_official_cloudflare_sdk_lists_and_deletes_with_several_filters(api):
+    """The SDK sends two or more filters grouped by field (filters.key=a&filters.key=b&
+    filters.operator=..&filters.value=..): one value each, or the extra values to the one
+    filter that is not lt/gt, is read; anything else is a 400 naming the ambiguity."""
+    import json
+
+    from cloudflare import AsyncCloudflare, BadRequestError
+
+    rows = api.rows
+    base_url = str(api.make_url("/client/v4"))
+    async with AsyncCloudflare(api_token=TOKEN, base_url=base_url, max_retries=0) as cf:
+        async def listed(filters, **kw):
+            page = await cf.ai_gateway.logs.list(GATEWAY, account_id=ACCOUNT, per_page=50,
+                                                 filters=filters, **kw)
+            return {log.id for log in page.result}
+
+        assert await listed([_f("provider", "eq", "openai"),
+                             _f("success", "eq", True)]) == _pick(rows, 0, 3, 5)
+        assert await listed([_f("provider", "eq", "openai"), _f("model", "neq", "gpt-4o"),
+                             _f("cost", "gt", 0.0005)]) == _pick(rows, 0)
+        # several values for the one filter that is not lt/gt, wherever it stands
+        assert await listed([_f("cost", "gt", 0.0015), _f("provider", "eq", "openai",
+                                                           "anthropic"),
+                             _f("duration", "lt", 500)]) == _pick(rows, 1)
+        assert await listed([_f("model", "contains", "claude", "llama"),
+                             _f("tokens", "gt", 30)]) == _pick(rows, 4)
+        for ambiguous in ([_f("provider", "eq", "openai", "anthropic"),
+                           _f("model", "contains", "gpt", "claude")],
+                          [_f("provider", "eq", "openai", "anthropic"), _f("cached", "eq", False),
+                           _f("cost", "lt", 1)]):
+            with pytest.raises(BadRequestError) as err:
+                await listed(ambiguous)
+            assert "ambiguous" in str(err.value) and "JSON array" in str(err.value)
+            with pytest.raises(BadRequestError):
+                await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=ambiguous)
+        with pytest.raises(BadRequestError) as err:  # the SDK drops a null value
+            await listed([_f("provider", "eq", "openai"), _f("model", "eq", None)])
+        assert "has no value" in str(err.value)
+        # the way round the ambiguity the message names: one JSON array in extra_query
+        assert await listed(None, extra_query={"filters": json.dumps(
+            [_f("provider", "eq", "openai", "anthropic"),
+             _f("model", "contains", "gpt-4o-", "claude")])}) == _pick(rows, 0, 1, 2, 3)
+        assert len(await listed(None)) == 6  # no refused DELETE removed anything
+
+        await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=[
+            _f("provider", "eq", "openai"), _f("cached", "eq", False)])
+        assert await listed(None) == _pick(rows, 1, 3, 4)
+        await cf.ai_gateway.logs.delete(GATEWAY, account_id=ACCOUNT, filters=[
+            _f("provider", "eq", "anthropic", "workers-ai"), _f("duration", "gt", 100),
+            _f("cost", "lt", 0.01)])
+        assert await listed(None) == _pick(rows, 3)
+
+
+@pytest.mark.parametrize("query,expected", [
+    # interleaved, each filters.key starting a filter, is read as before
+    ("filters.key=provider&filters.operator=eq&filters.value=openai&filters.value=anthropic"
+     "&filters.key=cached&filters.operator=eq&filters.value=true", (3,)),
+    ("filters.key=provider&filters.value=workers-ai", (4,)),
+    # grouped, one value each, operators left out (eq)
+    ("filters.key=provider&filters.key=cached&filters.value=openai&filters.value=true", (3,)),
+    ("filters.key=provider&filters.key=model&filters.operator=neq&filters.operator=contains"
+     "&filters.value=openai&filters.value%5B%5D=a", (1, 4)),
+])
+async def test_dotted_filters_in_both_layouts(api, query, expected):
+    resp = await api.get(f"{BASE}/logs?per_page=50&{query}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert {r["id"] for r in body["result"]} == _pick(api.rows, *expected)
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("filters.key=provider&filters.key=cached&filters.operator=eq&filters.value=openai"
+     "&filters.value=true", "1 filters.operator"),
+    ("filters.key=cost&filters.key=duration&filters.operator=gt&filters.operator=lt"
+     "&filters.value=1&filters.value=2&filters.value=3", "exactly one value"),
+    ("filters.operator=eq&filters.key=provider&filters.value=openai", "must come first"),
+    ("filters.kee=provider", "unknown field"),
+])
+async def test_dotted_filters_that_cannot_be_read_are_400(api, query, needle):
+    resp = await api.get(f"{BASE}/logs?{query}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 400 and needle in body["errors"][0]["message"], body
+
+
+_ALL_KEYS = ("id", "created_at", "request_content_type", "response_content_type",
+             "request_type", "success", "cached", "provider", "model", "model_type", "cost",
+             "tokens", "tokens_in", "tokens_out", "duration", "feedback", "event_id",
+             "metadata.key", "metadata.value", "user_agent")
+_EMPTYISH = ([None], [], [""], ["\u0000"], [None, ""], [{}], [[]], "", None)
+
+
+async def test_every_key_and_operator_with_empty_values_is_400_or_an_answer(both):
+    """No filter reaches SQL without a usable value: [null], [], [""] and the like under
+    every key and operator are a 400 or the same rows from both stores, never a 5xx."""
+    refused = set()
+    for key in _ALL_KEYS:
+        for op in ("eq", "neq", "contains", "lt", "gt"):
+            for values in _EMPTYISH:
+                f = _json.dumps([{"key": key, "operator": op, "value": values}]).decode()
+                for method in ("GET", "DELETE"):
+                    status, body = await same_answer(both, method, "logs",
+                                                     params={"filters": f, "per_page": "50"})
+                    if status != 200:
+                        assert status == 400 and body["success"] is False
+                        assert body["errors"][0]["message"].startswith("filters")
+                        refused.add((key, op, _json.dumps(values).decode()))
+    # what cannot mean anything is refused, whatever the store
+    for key in ("model", "metadata.value", "id", "event_id"):
+        assert (key, "contains", "[null]") in refused
+        assert (key, "contains", '[""]') in refused
+        assert (key, "eq", "[]") in refused
+    assert ("metadata.key", "eq", "[null]") in refused
+    assert ("metadata.value", "neq", "[null]") in refused
+    assert ("id", "lt", "[null]") in refused
+    assert ("model", "eq", '["\\u0000"]') in refused
+    assert ("cost", "eq", "[null]") in refused
+    # null under eq/neq on a text field means "empty": only row 2 has an event id
+    _, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"event_id","operator":"eq","value":[null]}]', "per_page": "50"})
+    assert {r["id"] for r in body["result"]} == _pick(both[0].rows, 0, 1, 3, 4, 5)
+    _, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"event_id","operator":"neq","value":[null]}]'})
+    assert [r["id"] for r in body["result"]] == [both[0].rows[2].id]
+
+
+@pytest.mark.parametrize("params", [{"model": "gpt\u0000"}, {"provider": "\u0000"},
+                                    {"search": "a\u0000b"}])
+async def test_nul_in_text_parameters_is_400_on_both_stores(both, params):
+    for method in ("GET", "DELETE"):
+        status, body = await same_answer(both, method, "logs", params=params)
+        assert status == 400 and "NUL" in body["errors"][0]["message"]
+
+
+async def _add_rows(both, rows):
+    for client in both:
+        await client.store.insert_many(rows)
+        client.rows = client.rows + rows
+
+
+async def test_boolean_metadata_reads_true_and_false_on_both_stores(both):
+    """JSON true/false in metadata are the text "true"/"false" for filters and group_by
+    on SQLite as on PostgreSQL (SQLite's json_each holds them as 1/0)."""
+    extra = [make_row(10, metadata='{"flag":true,"n":1}'), make_row(11, metadata='{"flag":false}'),
+             make_row(12, metadata='{"flag":"true","x":null}'), make_row(13, metadata='{"flag":1}')]
+    await _add_rows(both, extra)
+    ids = {r.id: i for i, r in enumerate(both[0].rows)}
+
+    async def found(key, op, *values):
+        f = _json.dumps([{"key": key, "operator": op, "value": list(values)}]).decode()
+        _, body = await same_answer(both, "GET", "logs", params={"filters": f, "per_page": "50"})
+        return sorted(ids[r["id"]] for r in body["result"])
+
+    assert await found("metadata.value", "eq", "true") == [6, 8]
+    assert await found("metadata.value", "eq", True) == [6, 8]
+    assert await found("metadata.value", "eq", "false") == [7]
+    assert await found("metadata.value", "eq", "1") == [1, 6, 9]  # row 1 has "tier":1
+    assert await found("metadata.value", "eq", 1) == [1, 6, 9]
+    assert await found("metadata.value", "contains", "RU") == [6, 8]
+    assert await found("metadata.value", "neq", "true", "false") == [0, 1, 2, 3, 4, 5, 9]
+    assert await found("metadata.key", "eq", "x") == [8]
+    _, body = await same_answer(both, "GET", "analytics", params={
+        "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+        "group_by": "metadata.flag"})
+    groups = {g["group"]: g["requests"] for g in body["result"]["groups"]}
+    assert groups == {"true": 2, "false": 1, "1": 1, None: 6}
+    _, body = await same_answer(both, "GET", "analytics", params={
+        "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+        "group_by": "metadata.x"})
+    assert {g["group"]: g["requests"] for g in body["result"]["groups"]} == {None: 10}
+    for group_by in ("provider", "model", "metadata.user", None):  # series in the same order
+        await same_answer(both, "GET", "analytics", params={
+            "start": "2026-09-21T00:00:00Z", "end": "2026-09-22T00:00:00Z",
+            "interval": "minute", **({"group_by": group_by} if group_by else {})})
+
+
+@pytest.mark.parametrize("order_by", ["cost", "tokens_in", "tokens_out", "duration", "feedback",
+                                      "model", "model_type", "provider", "success", "cached",
+                                      "created_at"])
+async def test_order_by_puts_nulls_last_ascending_first_descending_on_both_stores(both,
+                                                                                  order_by):
+    extra = [make_row(10, model="Zeta", duration=None, cost=None, success=None),
+             make_row(11, model="@cf/x", model_type="chat", cached=None, feedback=1),
+             make_row(12, model="\u00e9clair", provider="Anthropic", tokens_out=None)]
+    await _add_rows(both, extra)
+    for direction in ("asc", "desc"):
+        _, body = await same_answer(both, "GET", "logs", params={
+            "order_by": order_by, "order_by_direction": direction, "per_page": "50"})
+        values = [r[order_by] for r in body["result"]]
+        nulls = [v is None for v in values]
+        assert nulls == sorted(nulls, reverse=direction == "desc"), values
+        present = [v for v in values if v is not None]
+        assert present == sorted(present, reverse=direction == "desc"), values
+        if order_by == "cost":
+            assert values[-1 if direction == "asc" else 0] is None
+        # the DELETE picks its `limit` rows in the same order on both
+        status, body = await same_answer(both, "DELETE", "logs", params={
+            "order_by": order_by, "order_by_direction": direction, "limit": "3"})
+        assert body["result"]["deleted"] == 3
+
+
+async def test_logs_api_error_codes_are_its_own(api, aiohttp_raw_server, aiohttp_client):
+    """400s of the Logs API carry 2914 (2900 for a PATCH body that is not JSON) and a failed
+    store 503/2915: not 2912/2913, which are the loop guard's and the body timeout's."""
+    async def code(resp, status):
+        body = await resp.json()
+        assert resp.status == status and body["success"] is False, body
+        return body["errors"][0]["code"]
+
+    assert await code(await api.get(f"{BASE}/logs", headers=AUTH,
+                                     params={"cached": "maybe"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/logs", headers=AUTH,
+                                     params={"page": "1_0"}), 400) == 2914
+    assert await code(await api.delete(f"{BASE}/logs", headers=AUTH,
+                                        params={"filters": "nope"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/analytics", headers=AUTH,
+                                     params={"interval": "week"}), 400) == 2914
+    assert await code(await api.get(f"{BASE}/logs/bad!id", headers=AUTH), 400) == 2914
+    row = api.rows[0].id
+    assert await code(await api.patch(f"{BASE}/logs/{row}", headers=AUTH,
+                                       json={"feedback": 0}), 400) == 2914
+    assert await code(await api.patch(f"{BASE}/logs/{row}", headers=AUTH,
+                                       data=b"{not json"), 400) == 2900
+
+    class Broken:
+        async def list(self, *a):
+            raise OSError("disk gone")
+
+    client = await aiohttp_client(await _serve(Broken(), aiohttp_raw_server))
+    resp = await client.get(f"{BASE}/logs", headers=AUTH)
+    assert await code(resp, 503) == 2915
+
+
+async def test_patch_metadata_with_nul_is_400_and_metadata_queries_keep_working(both):
+    """A NUL in metadata would poison PostgreSQL's every metadata query (jsonb refuses it)."""
+    row = both[0].rows[0].id
+    for meta in ({"a": "x\u0000"}, {"\u0000": 1}):
+        status, body = await same_answer(both, "PATCH", f"logs/{row}", json={"metadata": meta})
+        assert status == 400 and "NUL" in body["errors"][0]["message"]
+    await same_answer(both, "PATCH", f"logs/{row}", json={"metadata": {"a": "x\u0001"}})
+    status, body = await same_answer(both, "GET", "logs", params={
+        "filters": '[{"key":"metadata.key","operator":"eq","value":["a"]}]'})
+    assert status == 200 and [r["id"] for r in body["result"]] == [row]

@@ -58,6 +58,10 @@ async def test_bad_metadata_is_400(make_gateway, upstream, tmp_path):
     async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b"{}",
                        headers={"cf-aig-metadata": "{nope"}) as r:
         assert r.status == 400 and "cf-aig-metadata" in (await r.json())["message"]
+    for bad in ('{"a":"x\\u0000"}', '{"\\u0000":1}'):  # PostgreSQL's jsonb refuses NUL
+        async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b"{}",
+                           headers={"cf-aig-metadata": bad}) as r:
+            assert r.status == 400 and "NUL" in (await r.json())["message"]
 
 
 async def test_streamed_usage_is_captured(make_gateway, upstream, tmp_path):

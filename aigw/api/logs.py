@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from aiohttp import web
 
 from aigw import _json
-from aigw.errors import AigwError, BadRequest
+from aigw.errors import AigwError, BadRequest, InvalidJSON, LogsBadRequest, LogStoreUnavailable
 from aigw.logstore.query import parse_analytics, parse_query
+from aigw.logstore.row import has_nul
 
 __all__ = ["handle_api", "split_api_path", "API_PREFIX"]
 
@@ -30,8 +31,10 @@ _PATH = re.compile(r"^/client/v4/accounts/([^/]+)/ai-gateway/gateways/([^/]+)/(.
 _LOG_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 _JSON = "application/json"
 
-# v4 error codes: Cloudflare's own where one exists (10000 auth, 7003 route, 7001 method).
-_AUTH, _NO_ROUTE, _METHOD, _NOT_FOUND, _STORE = 10000, 7003, 7001, 1004, 2913
+# v4 error codes: Cloudflare's own where one exists (10000 auth, 7003 route, 7001 method);
+# aigw's own (README) for a refused request (LogsBadRequest) and a failed store.
+_AUTH, _NO_ROUTE, _METHOD, _NOT_FOUND = 10000, 7003, 7001, 1004
+_STORE = LogStoreUnavailable.code
 
 
 def split_api_path(path: str) -> tuple[str, str, str] | None:
@@ -79,7 +82,7 @@ async def handle_api(request: web.BaseRequest, store: Any, admin_tokens: Sequenc
         return _error(exc.status, exc.code, exc.message)
     except Exception:  # the handler boundary: the store failed, not the client
         logger.exception("logs API: %s %s failed", request.method, request.path)
-        return _error(503, _STORE, "Log store unavailable")
+        return _error(LogStoreUnavailable.status, _STORE, LogStoreUnavailable.message)
 
 
 async def _route(request: web.BaseRequest, store: Any, account: str, gateway: str,
@@ -103,7 +106,7 @@ async def _route(request: web.BaseRequest, store: Any, account: str, gateway: st
         return _error(405, _METHOD, "Method not allowed")
     log_id = parts[1]
     if not _LOG_ID.match(log_id):
-        raise BadRequest("Invalid log id")
+        raise LogsBadRequest("Invalid log id")
     if len(parts) == 3:
         if parts[2] not in ("request", "response"):
             return _error(404, _NO_ROUTE, "No route for that URI")
@@ -140,34 +143,42 @@ async def _body(store: Any, account: str, gateway: str, log_id: str,
 
 
 def _patch_fields(raw: bytes) -> dict[str, Any]:
-    """Validate a PATCH body: `feedback` -1|0|1|null, `score` 0..100|null, `metadata`."""
+    """Validate a PATCH body: `feedback` -1|1|null, `score` 0..100|null, `metadata`."""
     try:
         body = _json.loads(raw or b"{}")
     except ValueError:
-        raise BadRequest("Body is not valid JSON") from None
+        raise InvalidJSON("Body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise BadRequest("Body must be a JSON object")
+        raise LogsBadRequest("Body must be a JSON object")
     fields: dict[str, Any] = {}
     for key, value in body.items():
         if key == "feedback":
-            if value is not None and (isinstance(value, bool) or value not in (-1, 0, 1)):
-                raise BadRequest("feedback must be -1, 0, 1 or null")
+            # -1 thumbs down, 1 up (reference 6.3); the list filter's feedback=0 finds -1.
+            # The numbers -1 and 1 (1.0 too: the SDK types feedback as a float), never 0
+            # or true (bool is an int in Python).
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float))
+                                      or value not in (-1, 1)):
+                raise LogsBadRequest("feedback must be -1 (thumbs down), 1 (thumbs up) or null")
             fields[key] = None if value is None else int(value)
         elif key == "score":
             if value is not None and (isinstance(value, bool)
                                       or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or not 0 <= value <= 100):
-                raise BadRequest("score must be a number from 0 to 100, or null")
+                raise LogsBadRequest("score must be a number from 0 to 100, or null")
             fields[key] = None if value is None else float(value)
         elif key == "metadata":
             if value is not None:
                 if not isinstance(value, dict) or any(isinstance(v, (dict, list))
                                                       for v in value.values()):
-                    raise BadRequest("metadata must be an object of string, number or "
+                    raise LogsBadRequest("metadata must be an object of string, number or "
                                      "boolean values, or null")
                 if len(value) > 5:
-                    raise BadRequest("metadata holds at most 5 entries")
+                    raise LogsBadRequest("metadata holds at most 5 entries")
+                if any(has_nul(k, v) for k, v in value.items()):
+                    raise LogsBadRequest("metadata keys and values cannot contain NUL "
+                                         "(\\u0000)")
             fields[key] = value
         else:
-            raise BadRequest(f"Unknown field {key!r}: expected feedback, score or metadata")
+            raise LogsBadRequest(f"Unknown field {key!r}: expected feedback, score or metadata")
     return fields

@@ -128,7 +128,7 @@ class SqlLogStore:
         offset = (query.page - 1) * query.per_page
         b2 = self._binder()
         where2 = where_sql(query, b2, t, account, gateway)
-        sql = (f"SELECT {self._list_cols} FROM {t} WHERE {where2} ORDER BY {order_sql(query, t)} "
+        sql = (f"SELECT {self._list_cols} FROM {t} WHERE {where2} ORDER BY {order_sql(query, t, self.dialect)} "
                f"LIMIT {b2(query.per_page)} OFFSET {b2(offset)}")
         recs = await self._fetch(sql, b2.params)
         rows = [row_to_api(dict(zip(LIST_COLUMNS, r)), False) for r in recs]
@@ -191,7 +191,7 @@ class SqlLogStore:
         where = where_sql(query, b, t, account, gateway)
         if query.limit is None:
             return await self._execute(f"DELETE FROM {t} WHERE {where}", b.params)
-        sub = (f"SELECT {t}.id FROM {t} WHERE {where} ORDER BY {order_sql(query, t)} "
+        sub = (f"SELECT {t}.id FROM {t} WHERE {where} ORDER BY {order_sql(query, t, self.dialect)} "
                f"LIMIT {b(query.limit)}")
         return await self._execute(f"DELETE FROM {t} WHERE id IN ({sub})", b.params)
 

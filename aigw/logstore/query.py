@@ -6,13 +6,14 @@ name (validated at start-up), column names and operators from the fixed tables b
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from aigw import _json
-from aigw.errors import BadRequest
+from aigw.errors import LogsBadRequest
 from aigw.logstore.codec import REQUEST, RESPONSE, unpack
 from aigw.logstore.row import COLUMNS
 
@@ -21,10 +22,9 @@ __all__ = ["BadFilter", "Dialect", "SQLITE", "POSTGRES", "Query", "parse_query",
            "check_table", "Analytics", "parse_analytics", "INTERVALS"]
 
 
-class BadFilter(BadRequest):
+class BadFilter(LogsBadRequest):
     """A Logs API filter the gateway cannot honour (400, never a 500)."""
 
-    code = 2912
     message = "Invalid filter"
 
 
@@ -48,18 +48,24 @@ class Dialect:
     meta_key: str  # {t} table, {p} placeholder
     meta_value: str
     meta_value_like: str
-    meta_get: str
+    meta_get: str  # the text of one metadata entry, {p} its key
     num: str  # a numeric column compared with a bound float
+    collate: str  # after a text column in ORDER BY: the same order on both backends
 
 
+# A metadata value as text, as PostgreSQL's jsonb_each_text gives it: SQLite's json_each
+# holds JSON true/false as the integers 1/0, so its type column names them instead.
+_SQLITE_META_TEXT = ("CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                     "ELSE CAST(j.value AS TEXT) END")
 SQLITE = Dialect(
     "sqlite", False, "LIKE",
     "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE j.key = {p})",
-    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) = {p})",
-    "EXISTS (SELECT 1 FROM json_each({t}.metadata) j WHERE CAST(j.value AS TEXT) LIKE {p} "
+    f"EXISTS (SELECT 1 FROM json_each({{t}}.metadata) j WHERE {_SQLITE_META_TEXT} = {{p}})",
+    f"EXISTS (SELECT 1 FROM json_each({{t}}.metadata) j WHERE {_SQLITE_META_TEXT} LIKE {{p}} "
     "ESCAPE '\\')",
-    "json_extract({t}.metadata, {p})",
+    f"(SELECT {_SQLITE_META_TEXT} FROM json_each({{t}}.metadata) j WHERE j.key = {{p}})",
     "{c}",
+    "",  # BINARY: the UTF-8 bytes, that is code point order
 )
 POSTGRES = Dialect(
     "postgres", True, "ILIKE",
@@ -69,6 +75,7 @@ POSTGRES = Dialect(
     "ESCAPE '\\')",
     "({t}.metadata::jsonb ->> {p})",
     "({c})::float8",  # asyncpg binds int columns as int only; floats compare as float8
+    ' COLLATE "C"',  # code point order too, whatever the database's locale
 )
 
 
@@ -150,14 +157,28 @@ def _bool(value: Any, name: str) -> bool:
     raise BadFilter(f"{name}: must be true or false, got {value!r}")
 
 
+# Numbers in query text, ASCII only: Python's int() and float() also take "1_0", " 1 ",
+# "+1", "nan", "inf" and digits of other scripts ("١٠"), which a client never means.
+_INT_TEXT = re.compile(r"-?[0-9]+", re.ASCII)
+_FLOAT_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+
+
 def _num(value: Any, name: str) -> float:
+    """A finite number: a JSON number, or text such as `-1`, `0.5`, `2e-3` (strictly)."""
     if isinstance(value, bool):
         raise BadFilter(f"{name}: must be a number")
-    try:
+    if isinstance(value, str):
+        if not _FLOAT_TEXT.fullmatch(value):
+            raise BadFilter(f"{name}: must be a number, got {value!r}")
         out = float(value)
-    except (TypeError, ValueError):
-        raise BadFilter(f"{name}: must be a number, got {value!r}") from None
-    if out != out or out in (float("inf"), float("-inf")):
+    elif isinstance(value, (int, float)):
+        try:
+            out = float(value)
+        except OverflowError:  # a JSON integer beyond any float
+            raise BadFilter(f"{name}: must be a finite number") from None
+    else:
+        raise BadFilter(f"{name}: must be a number, got {value!r}")
+    if not math.isfinite(out):
         raise BadFilter(f"{name}: must be a finite number")
     return out
 
@@ -166,21 +187,40 @@ def _int_param(q: Any, name: str, default: int, lo: int, hi: int) -> int:
     raw = q.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadFilter(f"{name}: must be an integer") from None
+    if not _INT_TEXT.fullmatch(raw):
+        raise BadFilter(f"{name}: must be an integer (ASCII digits only), got {raw!r}")
+    value = int(raw) if len(raw) <= 20 else hi + 1  # int() refuses 4300+ digits
     if not lo <= value <= hi:
         raise BadFilter(f"{name}: must be between {lo} and {hi}")
     return value
 
 
+def _text(value: Any, name: str) -> str:
+    """Text to bind: a string as it is (PostgreSQL cannot take NUL in text, and no stored
+    text holds one), a JSON true/false/number as its JSON text (`true`, `1.5`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if "\x00" in value:
+        raise BadFilter(f"{name}: text cannot contain NUL characters")
+    return value
+
+
 def _coerce(key: str, op: str, values: list[Any]) -> list[Any]:
+    """The values of one filter, checked and converted for its key and operator.
+
+    Every filter that reaches SQL has at least one usable value: null only under eq/neq on
+    a column (IS NULL), never under contains, lt, gt or on metadata; contains needs
+    non-empty text.
+    """
     name = f"filters[{key}]"
     if op not in _OPS:
         raise BadFilter(f"{name}: operator must be one of {', '.join(_OPS)}")
     if not values:
         raise BadFilter(f"{name}: needs at least one value")
+    if any(v is not None and not isinstance(v, (str, int, float)) for v in values):
+        raise BadFilter(f"{name}: values must be strings, numbers, booleans or null")
     if op in ("lt", "gt") and len(values) != 1:
         raise BadFilter(f"{name}: {op} takes exactly one value")
     if key == "created_at":
@@ -201,7 +241,15 @@ def _coerce(key: str, op: str, values: list[Any]) -> list[Any]:
     if key in _TEXT or key in ("metadata.key", "metadata.value"):
         if op in ("lt", "gt") and key != "id":
             raise BadFilter(f"{name}: lt and gt apply to numbers and dates only")
-        return [None if v is None else str(v) for v in values]
+        if op == "contains" and key == "metadata.key":
+            raise BadFilter(f"{name}: use eq or neq")
+        if None in values and (op not in ("eq", "neq") or key.startswith("metadata.")):
+            raise BadFilter(f"{name}: null is a value only for eq and neq on a field "
+                            "(rows where it is empty)")
+        texts = [None if v is None else _text(v, name) for v in values]
+        if op == "contains" and "" in texts:
+            raise BadFilter(f"{name}: contains needs non-empty text")
+        return texts
     raise BadFilter(f"filters: unsupported key {key!r}")
 
 
@@ -210,8 +258,8 @@ def _filters_from_query(q: Any) -> list[Cond]:
 
     - a JSON array in one `filters` parameter;
     - `filters[0][key]=..&filters[0][value][]=..` (brackets with an index);
-    - `filters.key=..&filters.operator=..&filters.value=..` repeated, as the official
-      Python SDK sends it: read in order, each `filters.key` starts a new filter.
+    - `filters.key=..&filters.operator=..&filters.value=..`, as the official Python SDK
+      sends it (read by `_dotted_filters`).
     """
     out: list[Cond] = []
     raw_json = q.getall("filters", [])
@@ -231,22 +279,13 @@ def _filters_from_query(q: Any) -> list[Cond]:
             out.append(_cond(item["key"], item.get("operator", "eq"),
                              vals if isinstance(vals, list) else [vals]))
     indexed: dict[str, dict[str, Any]] = {}
-    current: dict[str, Any] | None = None
-    dotted: list[dict[str, Any]] = []
+    dotted: list[tuple[str, str]] = []
     for name, value in q.items():
         if name.startswith("filters."):
             part = name[8:]
-            if part == "key":
-                current = {"key": value, "operator": "eq", "value": []}
-                dotted.append(current)
-            elif current is None:
-                raise BadFilter("filters: filters.key must come first")
-            elif part == "operator":
-                current["operator"] = value
-            elif part in ("value", "value[]"):
-                current["value"].append(value)
-            else:
+            if part not in ("key", "operator", "value", "value[]"):
                 raise BadFilter(f"filters: unknown field {name!r}")
+            dotted.append((part.rstrip("[]"), value))
         elif name.startswith("filters["):
             m = re.match(r"^filters\[(\d+)\]\[(key|operator|value)\](\[\d*\])?$", name)
             if m is None:
@@ -256,10 +295,77 @@ def _filters_from_query(q: Any) -> list[Cond]:
                 entry["value"].append(value)
             else:
                 entry[m.group(2)] = value
-    for entry in dotted + [indexed[k] for k in sorted(indexed, key=int)]:
+    for entry in _dotted_filters(dotted) + [indexed[k] for k in sorted(indexed, key=int)]:
         if "key" not in entry:
             raise BadFilter("filters: a filter has no key")
         out.append(_cond(entry["key"], entry["operator"], entry["value"]))
+    return out
+
+
+_SINGLE_VALUE_OPS = ("lt", "gt")
+_GROUPED_HELP = ("send filters as one JSON array in `filters` (with the Python SDK: "
+                 "extra_query={'filters': json.dumps([...])}) or as "
+                 "filters[0][key]=..&filters[0][operator]=..&filters[0][value][]=..")
+
+
+def _dotted_filters(fields: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Filters from `filters.key`, `filters.operator` and `filters.value` (or `value[]`), in
+    the query's order; two layouts:
+
+    - interleaved, `key, operator, value.., key, operator, value..`: each key starts a
+      filter;
+    - grouped by field, `key, key, .., operator, operator, .., value, value, ..`: what the
+      official Python SDK sends for two or more filters. Its query string is built per
+      filter, then httpx's QueryParams re-orders it by parameter name, so which values
+      belong to which filter is lost. A filter has at least one value, and exactly one
+      under lt/gt: one value per filter, or the extra values all to the single filter that
+      may take several, is then the only valid reading. Any other case is ambiguous and a
+      400 says so, rather than guessing.
+    """
+    if not fields:
+        return []
+    if fields[0][0] != "key":
+        raise BadFilter("filters: filters.key must come first")
+    runs = [part for i, (part, _) in enumerate(fields) if i == 0 or fields[i - 1][0] != part]
+    keys = [v for part, v in fields if part == "key"]
+    if len(keys) < 2 or len(runs) != len(set(runs)):
+        dotted: list[dict[str, Any]] = []
+        for part, value in fields:
+            if part == "key":
+                dotted.append({"key": value, "operator": "eq", "value": []})
+            elif part == "operator":
+                dotted[-1]["operator"] = value
+            else:
+                dotted[-1]["value"].append(value)
+        return dotted
+    ops = [v for part, v in fields if part == "operator"] or ["eq"] * len(keys)
+    values = [v for part, v in fields if part == "value"]
+    n, m = len(keys), len(values)
+    if len(ops) != n:
+        raise BadFilter(f"filters: {n} filters.key but {len(ops)} filters.operator; "
+                        "give each filter its operator")
+    if m < n:
+        raise BadFilter(f"filters: {n} filters but {m} filters.value, so a filter has no "
+                        "value (each filter needs at least one; the SDK leaves out null "
+                        "and empty-string values)")
+    counts = [1] * n
+    several = [i for i, op in enumerate(ops) if op not in _SINGLE_VALUE_OPS]
+    if m > n:
+        if not several:
+            raise BadFilter(f"filters: {m} values for {n} lt/gt filters; lt and gt take "
+                            "exactly one value")
+        if len(several) > 1:
+            raise BadFilter(f"filters: {n} filters with {m} values in all, sent grouped by "
+                            "field (filters.key=..&filters.key=..&filters.value=..), as the "
+                            "Python SDK does: which values belong to which filter is "
+                            "ambiguous when more than one filter may have several values; "
+                            + _GROUPED_HELP)
+        counts[several[0]] += m - n
+    out: list[dict[str, Any]] = []
+    at = 0
+    for key, op, count in zip(keys, ops, counts):
+        out.append({"key": key, "operator": op, "value": values[at:at + count]})
+        at += count
     return out
 
 
@@ -282,7 +388,7 @@ def parse_query(q: Any, *, delete: bool = False) -> Query:
         conds.append(Cond("feedback", "eq", [-1.0 if fb in ("0", "-1") else 1.0]))
     for name in _EQ_PARAMS:
         if q.get(name) not in (None, ""):
-            conds.append(Cond(name, "eq", [q[name]]))
+            conds.append(Cond(name, "eq", [_text(q[name], name)]))
     if q.get("start_date"):
         conds.append(Cond("created_at", "ge", [iso_ms(q["start_date"], "start_date")]))
     if q.get("end_date"):
@@ -293,7 +399,7 @@ def parse_query(q: Any, *, delete: bool = False) -> Query:
             if raw not in (None, ""):
                 conds.append(Cond("range:" + name, op, [_num(raw, bound + name)]))
     if q.get("search"):
-        conds.append(Cond("search", "contains", [q["search"]]))
+        conds.append(Cond("search", "contains", [_text(q["search"], "search")]))
     order_by = q.get("order_by") or "created_at"
     if order_by not in ORDER_KEYS:
         raise BadFilter(f"order_by: must be one of {', '.join(ORDER_KEYS)}")
@@ -332,11 +438,8 @@ def _cond_sql(c: Cond, b: Binder, t: str) -> str:
         cols = ("metadata", "model", "provider", "path", "event_id")
         return "(" + " OR ".join(f"{t}.{col} {d.like} {b(pat)} ESCAPE '\\'" for col in cols) + ")"
     if c.key in ("metadata.key", "metadata.value"):
-        if c.op == "contains":
-            tmpl = d.meta_value_like if c.key == "metadata.value" else None
-            if tmpl is None:
-                raise BadFilter("filters[metadata.key]: use eq or neq")
-            parts = [tmpl.format(t=t, p=b(_like(str(v)))) for v in c.values]
+        if c.op == "contains":  # metadata.value only (_coerce)
+            parts = [d.meta_value_like.format(t=t, p=b(_like(v))) for v in c.values]
         else:
             tmpl = d.meta_key if c.key == "metadata.key" else d.meta_value
             parts = [tmpl.format(t=t, p=b(v)) for v in c.values]
@@ -351,7 +454,7 @@ def _cond_sql(c: Cond, b: Binder, t: str) -> str:
         return f"{col} {sym} {b(c.values[0])}"
     if c.op == "contains":
         return "(" + " OR ".join(f"{col} {d.like} {b(_like(v))} ESCAPE '\\'"
-                                 for v in c.values if v is not None) + ")"
+                                 for v in c.values) + ")"
     parts = [f"{col} IS NULL" if v is None else f"{col} = {b(v)}" for v in c.values]
     any_sql = "(" + " OR ".join(parts) + ")"
     if c.op == "neq":
@@ -366,10 +469,22 @@ def where_sql(query: Query, b: Binder, t: str, account: str, gateway: str) -> st
     return " AND ".join(parts)
 
 
-def order_sql(query: Query, t: str) -> str:
-    """ORDER BY text from the validated key and direction (ids break ties in time order)."""
+_TEXT_ORDER = ("provider", "model", "model_type")
+
+
+def order_sql(query: Query, t: str, dialect: Dialect) -> str:
+    """ORDER BY text from the validated key and direction (ids break ties in time order).
+
+    Both backends put NULLs last ascending and first descending (PostgreSQL's default;
+    SQLite's is the reverse), spelled `(col IS NULL)` first rather than NULLS LAST, which
+    SQLite before 3.30 lacks; created_at is never NULL. Text sorts by code point on both.
+    """
     d = "ASC" if query.direction == "asc" else "DESC"
-    return f"{t}.{query.order_by} {d}, {t}.id {d}"
+    col = f"{t}.{query.order_by}"
+    if query.order_by == "created_at":
+        return f"{col} {d}, {t}.id {d}"
+    collate = dialect.collate if query.order_by in _TEXT_ORDER else ""
+    return f"({col} IS NULL) {d}, {col}{collate} {d}, {t}.id {d}"
 
 
 LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_body", "response_body", "body_codec"))
@@ -443,9 +558,7 @@ def analytics_sql(a: Analytics, b: Binder, t: str, account: str,
     if a.group_by in ("provider", "model"):
         group = f"{t}.{a.group_by}"
     elif a.group_by:
-        key = a.group_by[9:]
-        path = key if b.dialect.positional else '$."' + key + '"'
-        group = b.dialect.meta_get.format(t=t, p=b(path))
+        group = b.dialect.meta_get.format(t=t, p=b(a.group_by[9:]))
     sums = ("COUNT(*), "
             f"CAST(COALESCE(SUM(CASE WHEN {t}.success THEN 0 ELSE 1 END), 0) AS BIGINT), "
             f"CAST(COALESCE(SUM(CASE WHEN {t}.cached THEN 1 ELSE 0 END), 0) AS BIGINT), "
@@ -459,8 +572,8 @@ def analytics_sql(a: Analytics, b: Binder, t: str, account: str,
              f"AND {t}.created_at >= {b(a.start)} AND {t}.created_at < {b(a.end)}")
     n = 2 if group else 1
     grp = ", ".join(str(i) for i in range(1, n + 1))
-    return (f"SELECT {cols}, {sums} FROM {t} WHERE {where} GROUP BY {grp} ORDER BY {grp}",
-            bool(group))
+    # no ORDER BY: analytics_result orders the rows the same way for both backends
+    return f"SELECT {cols}, {sums} FROM {t} WHERE {where} GROUP BY {grp}", bool(group)
 
 
 _SUM_KEYS = ("requests", "errors", "cached_requests", "tokens_in", "tokens_out", "cost")
@@ -474,6 +587,12 @@ def analytics_result(a: Analytics, records: Iterable[tuple[Any, ...]],
     series: list[dict[str, Any]] = []
     groups: dict[Any, dict[str, Any]] = {}
     add: Callable[[dict[str, Any], tuple[Any, ...]], None] = _add
+    # By bucket, then group by code point with no group (NULL) last, as on both backends
+    # (their own NULL and text orders differ: SQLite puts NULL first, PostgreSQL last).
+    if grouped:
+        records = sorted(records, key=lambda r: (int(r[0]), r[1] is None, r[1] or ""))
+    else:
+        records = sorted(records, key=lambda r: int(r[0]))
     for rec in records:
         bucket = int(rec[0])
         sums = rec[2:] if grouped else rec[1:]

@@ -19,7 +19,7 @@ from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "redact_rows", "response_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
+__all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "has_nul", "redact_rows", "response_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -124,6 +124,12 @@ class LogRow:
 _META_MAX = 5
 
 
+def has_nul(key: str, value: Any) -> bool:
+    """Whether a metadata entry holds NUL: PostgreSQL's jsonb refuses \\u0000, and one such
+    row would fail every metadata filter and group_by over its table."""
+    return "\x00" in key or (isinstance(value, str) and "\x00" in value)
+
+
 def parse_metadata(header: str) -> str | None:
     """`cf-aig-metadata` → the JSON text stored on the row (None when empty).
 
@@ -141,6 +147,8 @@ def parse_metadata(header: str) -> str | None:
         if isinstance(value, (dict, list)):
             raise InvalidHeader(f"cf-aig-metadata: value of {key!r} must be a string, number "
                                 "or boolean")
+        if has_nul(key, value):
+            raise InvalidHeader("cf-aig-metadata: keys and values cannot contain NUL (\\u0000)")
         if key.startswith("cf."):
             continue
         if len(kept) < _META_MAX:
