@@ -218,7 +218,7 @@ class Attempt:
         self.started = started
         self.size = len(head)
         self.cut = False  # the response was ended early (`mark_cut`)
-        self.decoder = decoder(encoding)
+        self.decoder = None if encoding is None else decoder(encoding)
         if self.decoder is not None:
             head = self.decoder.decode(head)
         self.head = head
