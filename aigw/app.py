@@ -354,8 +354,7 @@ def _hit_logger(rec: Recorder, targets: list[proxy.Target]) -> Callable[[CachedE
 
     def on_hit(entry: CachedEntry) -> Extra:
         t = next((t for t in targets if t.step == entry.step), targets[0])
-        ctype = next((v for k, v in entry.headers if k.lower() == "content-type"), None)
-        rec.hit(t, entry.status, ctype, entry.body)
+        rec.hit(t, entry.status, entry.headers, entry.body)
         return rec.response_headers()
 
     return on_hit

@@ -314,3 +314,17 @@ async def test_a_stream_cut_midway_is_not_logged_as_a_success(make_gateway, upst
     rows = await _rows(gw)
     assert [(x["provider"], x["status_code"], x["success"]) for x in rows] == \
         [("openai", 200, False), ("anthropic", 200, False)]
+
+
+async def test_a_cache_hit_of_a_compressed_reply_is_logged_decoded(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(body=gzip.compress(CHAT_REPLY),
+                                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}))
+    for _ in range(2):
+        async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b'{"model":"gpt-4o-mini"}',
+                           headers={"cf-aig-cache-ttl": "60"}, auto_decompress=False) as r:
+            assert gzip.decompress(await r.read()) == CHAT_REPLY
+    rows = await _rows(gw)
+    assert [x["cached"] for x in rows] == [False, True]
+    assert rows[1]["response_content_type"] == "application/json"
+    assert await _stored_response(gw, rows[1]["id"]) == (200, CHAT_REPLY)

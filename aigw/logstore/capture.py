@@ -102,16 +102,12 @@ class Recorder:
         self.last_id = row.id  # the error the client gets names this row (cf-aig-log-id)
         if headers is not None:
             for k, v in headers:
-                low = k.lower()
-                if low == "content-type":
+                if k.lower() == "content-type":
                     row.response_content_type = v
-                elif low == "content-encoding":  # the stored head is the decoded body
-                    dec = decoder(v.encode("latin-1"))
-                    if dec is not None:
-                        body = dec.decode(body)
+            body = _plain(headers, body)
         self._finish_row(t, row, body)
 
-    def hit(self, t: Any, status: int, ctype: str | None, body: bytes) -> None:
+    def hit(self, t: Any, status: int, headers: Any, body: bytes) -> None:
         """A request answered from the cache: a row with cached = true and cost 0."""
         self.metrics.requests.inc((self.gateway, t.slug, str(status)))
         row = self._row(t, time.monotonic(), status)
@@ -120,8 +116,8 @@ class Recorder:
             return
         row.cached = True
         row.cost = 0.0
-        row.response_content_type = ctype
-        self._finish_row(t, row, body)
+        row.response_content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+        self._finish_row(t, row, _plain(headers, body))
 
     def _finish_row(self, t: Any, row: LogRow, body: bytes) -> None:
         """Model from the request, body heads (or sizes only), and the row to the writer."""
@@ -202,6 +198,14 @@ def decoder(encoding: bytes | None) -> Inflate | None:
     if enc in (b"gzip", b"x-gzip", b"deflate"):
         return Inflate(enc)
     return Inflate(enc, opaque=True)
+
+
+def _plain(headers: Any, body: bytes) -> bytes:
+    """A whole body as its stored head shows it: decoded when `headers` (str pairs) say the
+    upstream compressed it (b"" for an encoding aigw cannot decode)."""
+    enc = next((v for k, v in headers if k.lower() == "content-encoding"), None)
+    dec = None if enc is None else decoder(enc.encode("latin-1"))
+    return body if dec is None else dec.decode(body)
 
 
 class Attempt:
