@@ -52,7 +52,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     oa.check_params({k: v for k, v in body.items() if k != "parallel_tool_calls"}, POLICY, PROVIDER)
     if body.get("parallel_tool_calls") is False:
         raise CompatError("parallel_tool_calls=false is not supported by google", param="parallel_tool_calls")
-    system, contents = _contents(body.get("messages") or [])
+    system, contents = _contents(oa.messages(body))
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
@@ -69,8 +69,9 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     gen.update(_response_format(body.get("response_format")))
     if gen:
         out["generationConfig"] = gen
-    if body.get("tools"):
-        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in body["tools"]]}]
+    tools = oa.array(body.get("tools"), "tools")
+    if tools:
+        out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(tools)]}]
     if body.get("tool_choice") is not None:
         out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
     name = model.removeprefix("models/")
@@ -82,24 +83,24 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse
-    for msg in messages:
+    for i, msg in enumerate(messages):
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
-            text = oa.text_of(content)
+            text = oa.text_of(content, i)
             if text:
                 system.append({"text": text})
             continue
         if role == "user":
-            parts = _user_parts(content)
+            parts = _user_parts(content, i)
         elif role == "assistant":
             role = "model"
-            parts = _model_parts(msg, names)
+            parts = _model_parts(msg, i, names)
         elif role == "tool":
             role = "user"
-            parts = [_function_response(msg, names)]
+            parts = [_function_response(msg, i, names)]
         else:
-            raise CompatError(f"message role {role!r} is not supported by google", param="messages")
+            raise CompatError(f"message role {role!r} is not supported by google", param=f"messages[{i}].role")
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:
@@ -109,47 +110,62 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     return system, contents
 
 
-def _user_parts(content: Any) -> list[dict[str, Any]]:
+def _user_parts(content: Any, i: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise oa.content_error(i)
     parts: list[dict[str, Any]] = []
-    for part in content or []:
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            if part.get("text"):
-                parts.append({"text": part["text"]})
+            text = oa.text_part(part, i, j)
+            if text:
+                parts.append({"text": text})
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            data = oa.parse_data_url(url)
+            url = oa.image_url(part, i, j)
+            data = oa.parse_data_url(url, f"messages[{i}].content[{j}]")
             if data is not None:
                 parts.append({"inlineData": {"mimeType": data[0], "data": data[1]}})
             elif url.startswith(FILES_PREFIX):
                 parts.append({"fileData": {"fileUri": url}})
             else:
-                raise CompatError("google accepts images as data URLs or Files API links only", param="messages")
+                raise CompatError("google accepts images as data URLs or Files API links only",
+                                  param=f"messages[{i}].content[{j}]")
         else:
-            raise CompatError(f"content part {kind!r} is not supported by google", param="messages")
+            raise CompatError(f"content part {kind!r} is not supported by google",
+                              param=f"messages[{i}].content[{j}]")
     return parts
 
 
-def _model_parts(msg: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
+def _model_parts(msg: dict[str, Any], i: int, names: dict[str, str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    text = oa.text_of(msg.get("content"))
+    text = oa.text_of(msg.get("content"), i)
     if text:
         parts.append({"text": text})
-    for call in msg.get("tool_calls") or []:
+    for j, call in enumerate(oa.tool_calls(msg, i)):
         fn = call.get("function") or {}
-        names[call.get("id", "")] = fn.get("name", "")
-        args = oa.parse_arguments(fn.get("arguments", ""))
+        call_id = call.get("id", "")
+        if not isinstance(call_id, str):
+            raise oa.type_error(f"messages[{i}].tool_calls[{j}].id", "a string")
+        names[call_id] = fn.get("name", "")
+        args = oa.parse_arguments(fn.get("arguments", ""), i, j)
         parts.append({"functionCall": {"name": fn.get("name", ""), "args": args}})
     return parts
 
 
-def _function_response(msg: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _function_response(msg: dict[str, Any], i: int, names: dict[str, str]) -> dict[str, Any]:
     call_id = msg.get("tool_call_id", "")
+    if not isinstance(call_id, str):
+        raise oa.type_error(f"messages[{i}].tool_call_id", "a string")
     if call_id not in names:
-        raise CompatError(f"tool message {call_id!r} answers no earlier assistant tool call", param="messages")
-    text = oa.text_of(msg.get("content"))
+        raise CompatError(f"tool message {call_id!r} answers no earlier assistant tool call",
+                          param=f"messages[{i}].tool_call_id")
+    text = oa.text_of(msg.get("content"), i)
     try:
         value = _json.loads(text)
     except _json.JSONDecodeError:
@@ -159,14 +175,15 @@ def _function_response(msg: dict[str, Any], names: dict[str, str]) -> dict[str, 
     return {"functionResponse": {"name": names[call_id], "response": response}}
 
 
-def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
-    kind = (fmt or {}).get("type", "text")
+def _response_format(value: Any) -> dict[str, Any]:
+    fmt = oa.obj(value, "response_format")
+    kind = fmt.get("type", "text")
     if kind == "text":
         return {}
     if kind == "json_object":
         return {"responseMimeType": "application/json"}
     if kind == "json_schema":
-        schema = ((fmt or {}).get("json_schema") or {}).get("schema")
+        schema = oa.obj(fmt.get("json_schema"), "response_format.json_schema").get("schema")
         out: dict[str, Any] = {"responseMimeType": "application/json"}
         if schema is not None:
             out["responseJsonSchema"] = schema
@@ -174,10 +191,14 @@ def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
     raise CompatError(f"response_format {kind!r} is not supported by google", param="response_format")
 
 
-def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
+def _declaration(tool: Any, i: int) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise oa.type_error(f"tools[{i}]", "an object")
     if tool.get("type") != "function":
-        raise CompatError(f"tool type {tool.get('type')!r} is not supported by google", param="tools")
+        raise CompatError(f"tool type {tool.get('type')!r} is not supported by google", param=f"tools[{i}]")
     fn = tool.get("function") or {}
+    if not isinstance(fn, dict):
+        raise oa.type_error(f"tools[{i}].function", "an object")
     out: dict[str, Any] = {"name": fn.get("name", "")}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -191,7 +212,8 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     if choice in ("auto", "required", "none"):
         return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name", "")]}
+        fn = oa.obj(choice.get("function"), "tool_choice.function")
+        return {"mode": "ANY", "allowedFunctionNames": [fn.get("name", "")]}
     raise CompatError(f"tool_choice {choice!r} is not supported by google", param="tool_choice")
 
 

@@ -46,7 +46,7 @@ _SAME = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"
 def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
     """OpenAI request dict -> (`{model}` under ai/run, headers, Workers AI body bytes)."""
     oa.check_params(body, POLICY, PROVIDER)
-    out: dict[str, Any] = {"messages": [_message(m) for m in body.get("messages") or []]}
+    out: dict[str, Any] = {"messages": [_message(m, i) for i, m in enumerate(oa.messages(body))]}
     limit = oa.max_tokens(body)
     if limit is not None:
         out["max_tokens"] = limit
@@ -59,54 +59,69 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     choice = body.get("tool_choice")
     if choice not in (None, "auto", "none"):
         raise CompatError(f"tool_choice {choice!r} is not supported by workers-ai", param="tool_choice")
-    if body.get("tools") and choice != "none":  # "none" means: the model sees no tools
-        for tool in body["tools"]:
+    tools = oa.array(body.get("tools"), "tools")
+    if tools and choice != "none":  # "none" means: the model sees no tools
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                raise oa.type_error(f"tools[{i}]", "an object")
             if tool.get("type") != "function":
-                raise CompatError(f"tool type {tool.get('type')!r} is not supported by workers-ai", param="tools")
-        out["tools"] = body["tools"]
+                raise CompatError(f"tool type {tool.get('type')!r} is not supported by workers-ai",
+                                  param=f"tools[{i}]")
+            if not isinstance(tool.get("function"), dict):
+                raise oa.type_error(f"tools[{i}].function", "an object")
+        out["tools"] = tools
     if stream:
         out["stream"] = True
     return model.lstrip("/"), HEADERS, _json.dumps(out)
 
 
-def _message(msg: dict[str, Any]) -> dict[str, Any]:
+def _message(msg: dict[str, Any], i: int) -> dict[str, Any]:
     role = msg.get("role")
     if role == "developer":
         role = "system"
     if role not in ("system", "user", "assistant", "tool"):
-        raise CompatError(f"message role {role!r} is not supported by workers-ai", param="messages")
-    out: dict[str, Any] = {"role": role, "content": _content(msg.get("content"))}
+        raise CompatError(f"message role {role!r} is not supported by workers-ai", param=f"messages[{i}].role")
+    out: dict[str, Any] = {"role": role, "content": _content(msg.get("content"), i)}
     if msg.get("tool_calls"):
-        out["tool_calls"] = msg["tool_calls"]
+        out["tool_calls"] = oa.tool_calls(msg, i)
     if msg.get("tool_call_id"):
         out["tool_call_id"] = msg["tool_call_id"]
     return out
 
 
-def _content(content: Any) -> Any:
+def _content(content: Any, i: int) -> Any:
     if content is None or isinstance(content, str):
         return content or ""
-    if all(part.get("type") == "text" for part in content):
-        return oa.text_of(content)
-    for part in content:
+    if not isinstance(content, list):
+        raise oa.content_error(i)
+    text_only = True
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise oa.content_error(i, j)
         kind = part.get("type")
-        if kind == "image_url":
-            if oa.parse_data_url((part.get("image_url") or {}).get("url", "")) is None:
-                raise CompatError("workers-ai accepts images as base64 data URLs only", param="messages")
-        elif kind != "text":
-            raise CompatError(f"content part {kind!r} is not supported by workers-ai", param="messages")
-    return content
+        if kind == "text":
+            oa.text_part(part, i, j)
+        elif kind == "image_url":
+            text_only = False
+            if oa.parse_data_url(oa.image_url(part, i, j), f"messages[{i}].content[{j}]") is None:
+                raise CompatError("workers-ai accepts images as base64 data URLs only",
+                                  param=f"messages[{i}].content[{j}]")
+        else:
+            raise CompatError(f"content part {kind!r} is not supported by workers-ai",
+                              param=f"messages[{i}].content[{j}]")
+    return oa.text_of(content, i) if text_only else content
 
 
-def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
-    kind = (fmt or {}).get("type", "text")
+def _response_format(value: Any) -> dict[str, Any] | None:
+    fmt = oa.obj(value, "response_format")
+    kind = fmt.get("type", "text")
     if kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json_schema", "json_schema": {"type": "object"}}
     if kind == "json_schema":
         # Workers AI wants the schema itself where OpenAI wraps it in {name, schema, strict}.
-        schema = ((fmt or {}).get("json_schema") or {}).get("schema") or {"type": "object"}
+        schema = oa.obj(fmt.get("json_schema"), "response_format.json_schema").get("schema") or {"type": "object"}
         return {"type": "json_schema", "json_schema": schema}
     raise CompatError(f"response_format {kind!r} is not supported by workers-ai", param="response_format")
 
