@@ -252,8 +252,7 @@ async def test_bad_model_names(gw, model, status, code):
         assert (await r.json())["error"][0]["code"] == code
 
 
-@pytest.mark.parametrize("model", ["workers-ai/@cf/../../../accounts/other/ai/run/x",
-                                   "google-ai-studio/../../v1/files", "workers-ai/@cf/a//b"])
+@pytest.mark.parametrize("model", ["workers-ai/@cf/../../../accounts/other/ai/run/x", "workers-ai/@cf/a//b"])
 async def test_models_that_would_leave_the_providers_path_are_refused_every_time(upstream, gw, model):
     """The path a translator builds from the model name is checked (and only paths that
     passed are remembered, so a refused one is refused again)."""
@@ -263,6 +262,38 @@ async def test_models_that_would_leave_the_providers_path_are_refused_every_time
             assert r.status == 400
             assert (await r.json())["error"][0]["code"] == 2903
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize("model", [
+    "google-ai-studio/gemini?key=abc", "google-ai-studio/gemini#x", "google-ai-studio/../../v1/files",
+    "google-ai-studio/gemini-2.5-flash:countTokens", "google-ai-studio/models/gemini-2.5-flash/x",
+    "google-ai-studio/gemini%3Fkey=abc", "google-ai-studio/gemini 2", "google-ai-studio/gemini\u00e9",
+    "workers-ai/@cf/meta/llama?x=1", "workers-ai/@cf/meta/llama#x", "workers-ai/@cf/meta/%2e%2e/x",
+    "workers-ai/@cf/meta/llama 3", "workers-ai/@cf/meta/llama\n", "workers-ai/@cf/meta/llama\u00a0"])
+async def test_model_names_that_would_change_the_providers_path_are_refused(upstream, gw, model):
+    """A translator puts the model in the upstream path: a name that would end it, start a
+    query, be decoded upstream or (Gemini) span segments is a 400 naming `model`."""
+    for stream in (False, True):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI, "stream": stream})) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["param"] == "model"
+    assert upstream.seen == []
+
+
+async def test_real_model_names_reach_their_path(upstream, gw):
+    upstream.script(GEMINI + ":generateContent", Reply(body=read("google_response_text.json")))
+    upstream.script(WAI_PATH, Reply(body=read("workersai_response_text.json")))
+    upstream.script("/client/v4/accounts/acct/ai/run/@hf/", Reply(body=read("workersai_response_text.json")))
+    for model, path in (("google-ai-studio/gemini-2.5-flash", GEMINI + ":generateContent"),
+                        ("google-ai-studio/models/gemini-2.5-flash", GEMINI + ":generateContent"),
+                        ("workers-ai/@cf/meta/llama-3.1-8b-instruct", WAI_PATH),
+                        ("workers-ai/@hf/thebloke/deepseek-coder-6.7b-instruct-awq",
+                         "/client/v4/accounts/acct/ai/run/@hf/thebloke/deepseek-coder-6.7b-instruct-awq")):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI})) as r:
+            assert r.status == 200, model
+        assert upstream.seen[-1].path == path
 
 
 async def test_provider_error_keeps_status_in_openai_shape(upstream, gw):

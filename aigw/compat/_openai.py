@@ -203,6 +203,21 @@ def text_part(part: Mapping[str, Any], i: int, j: int) -> str:
     raise type_error(f"messages[{i}].content[{j}].text", "a string")
 
 
+# What a model name put in the upstream path as is may not hold: what would end the path
+# or start a fragment (`?`, `#`), be decoded upstream (`%`), or need percent-encoding
+# (whitespace, controls, anything outside printable ASCII).
+UNSAFE_IN_PATH = re.compile(r"[?#%]|[^!-~]")
+
+
+def path_model(model: str, unsafe: re.Pattern[str] = UNSAFE_IN_PATH) -> str:
+    """A model name that goes into the upstream path; a 400 if it holds a character
+    `unsafe` matches (escaping it would name another model than the one asked for)."""
+    if unsafe.search(model) is not None:
+        raise CompatError("the model name holds a character that cannot be put in the provider's path "
+                          "(?, #, %, whitespace, control or non-ASCII characters, or a separator)", param="model")
+    return model
+
+
 def parse_data_url(url: str, param: str = "messages") -> tuple[str, str] | None:
     """`data:<mime>;base64,<b64>` -> (mime, b64); None for any other URL."""
     if not url.startswith("data:"):

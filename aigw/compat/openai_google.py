@@ -19,6 +19,7 @@ tool message is matched back to its function name through the earlier assistant 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -44,6 +45,8 @@ POLICY = {
 
 _GEN_KEYS = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
              ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
+# The model is the one path segment before `:method`: it may hold neither `/` nor `:`.
+_UNSAFE_IN_SEGMENT = re.compile(r"[?#%/:]|[^!-~]")
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 
 
@@ -74,7 +77,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(tools)]}]
     if body.get("tool_choice") is not None:
         out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
-    name = model.removeprefix("models/")
+    name = oa.path_model(model.removeprefix("models/"), _UNSAFE_IN_SEGMENT)
     path = f"v1beta/models/{name}:streamGenerateContent?alt=sse" if stream else f"v1beta/models/{name}:generateContent"
     return path, HEADERS, _json.dumps(out)
 

@@ -72,7 +72,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["tools"] = tools
     if stream:
         out["stream"] = True
-    return model.lstrip("/"), HEADERS, _json.dumps(out)
+    return oa.path_model(model.lstrip("/")), HEADERS, _json.dumps(out)
 
 
 def _message(msg: dict[str, Any], i: int) -> dict[str, Any]:
