@@ -403,3 +403,41 @@ async def test_universal_compat_step_validation(gw):
     step = {"provider": "compat", "endpoint": "v1/messages", "query": {"model": "anthropic/x", "messages": HI}}
     async with gw.post("/v1/acct/gw", data=_json.dumps([step])) as r:
         assert r.status == 400
+
+
+@pytest.mark.parametrize("model, path", [
+    ("anthropic/claude-sonnet-4-5", "/v1/messages"), ("google-ai-studio/gemini-2.5-flash", GEMINI),
+    ("workers-ai/@cf/meta/llama-3.1-8b-instruct", WAI_PATH)])
+async def test_a_2xx_that_is_not_the_providers_reply_is_a_502_not_an_empty_completion(upstream, gw, model, path):
+    """An HTML page or a JSON value of another shape with a 2xx (a proxy in between, a
+    changed API) must not become a successful empty completion."""
+    for reply in (Reply(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}),
+                  Reply(body=b"{}"), Reply(body=b"[1,2]"), Reply(body=b'{"candidates":"x","content":5,"result":7}'),
+                  Reply(status=203, body=b"not json at all")):
+        upstream.script(path, reply)
+        for stream in (False, True):  # a non-SSE reply to a stream request is read whole too
+            async with gw.post("/v1/acct/gw/compat/chat/completions",
+                               data=_json.dumps({"model": model, "messages": HI, "stream": stream})) as r:
+                assert r.status == 502, reply.body
+                err = (await r.json())["error"]
+            assert err["type"] == "api_error" and "choices" not in err
+            assert err["message"] == f"Upstream returned HTTP {reply.status}: {reply.body.decode()}"
+    client = client_for(gw)
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model=model, messages=HI)
+    assert info.value.status_code == 502
+    await client.close()
+
+
+async def test_a_2xx_carrying_the_providers_error_object_is_a_502_with_its_message(upstream, gw):
+    upstream.script(WAI_PATH, Reply(body=b'{"success":false,"errors":[{"code":3040,"message":"Capacity"}],'
+                                         b'"result":null}'))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "workers-ai/@cf/meta/llama-3.1-8b-instruct", "messages": HI})) as r:
+        assert r.status == 502
+        assert (await r.json())["error"] == {"message": "Capacity", "type": "api_error", "param": None, "code": 3040}
+    upstream.script("/v1/messages", Reply(body=read("anthropic_error_overloaded.json")))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI})) as r:
+        assert r.status == 502
+        assert (await r.json())["error"]["message"] == "Overloaded"

@@ -255,3 +255,44 @@ def test_compat_translators_refuse_every_malformed_request_with_a_400(body, mode
             continue
         assert isinstance(path, str) and isinstance(headers, dict)
         assert isinstance(_json.loads(out), dict)
+
+
+# Their replies: a 2xx body of any JSON shape (often close to the provider's) is translated
+# or, when it is not the provider's reply, None (the relay answers 502); nothing raises.
+_reply_part = _maybe(st.fixed_dictionaries({}, optional={
+    "type": _maybe(st.sampled_from(["text", "tool_use"])), "text": json_value, "thought": json_value,
+    "functionCall": _maybe(st.fixed_dictionaries({}, optional={"name": json_value, "args": json_value})),
+    "input": json_value, "id": json_value, "name": json_value}))
+_reply_parts = st.one_of(json_value, st.lists(_reply_part, max_size=3))
+_counts = _maybe(st.dictionaries(st.sampled_from(
+    ["input_tokens", "output_tokens", "cache_read_input_tokens", "promptTokenCount", "candidatesTokenCount",
+     "thoughtsTokenCount", "totalTokenCount", "prompt_tokens", "completion_tokens", "total_tokens"]),
+    json_value, max_size=4))
+_choice_reply = _maybe(st.fixed_dictionaries({}, optional={
+    "message": _maybe(st.fixed_dictionaries({}, optional={"content": json_value, "tool_calls": json_value})),
+    "finish_reason": json_value, "index": json_value}))
+compat_replies = st.one_of(
+    json_value,
+    st.fixed_dictionaries({}, optional={"type": json_value, "content": _reply_parts, "stop_reason": json_value,
+                                        "usage": _counts}),
+    st.fixed_dictionaries({}, optional={
+        "candidates": st.one_of(json_value, st.lists(_maybe(st.fixed_dictionaries({}, optional={
+            "content": _maybe(st.fixed_dictionaries({}, optional={"parts": _reply_parts})),
+            "finishReason": json_value, "index": json_value})), max_size=2)),
+        "promptFeedback": json_value, "usageMetadata": _counts}),
+    st.fixed_dictionaries({}, optional={"success": json_value, "result": _maybe(st.fixed_dictionaries({}, optional={
+        "response": json_value, "tool_calls": st.one_of(json_value, st.lists(_reply_part, max_size=2)),
+        "choices": st.one_of(json_value, st.lists(_choice_reply, max_size=2)), "usage": _counts}))}),
+).map(_json.dumps)
+
+
+@EXAMPLES
+@given(body=st.one_of(compat_replies, st.binary(max_size=40)))
+def test_compat_translators_answer_every_2xx_body_or_refuse_it(body):
+    for translator in TRANSLATORS.values():
+        out = translator.translate_response(200, body, "m")
+        if out is not None:
+            doc = _json.loads(out)
+            assert doc["object"] == "chat.completion" and isinstance(doc["choices"], list)
+        else:
+            assert isinstance(_json.loads(translator.translate_error(200, body))["error"]["message"], str)

@@ -80,6 +80,16 @@ def loads_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def count(value: Any) -> int:
+    """A token count as a reply carries it: 0 for anything but an integer."""
+    return value if type(value) is int else 0
+
+
+def count_or_none(value: Any) -> int | None:
+    """An optional token count: None for anything but an integer."""
+    return value if type(value) is int else None
+
+
 def usage(prompt: int, completion: int, total: int | None = None, cached: int | None = None,
           reasoning: int | None = None) -> dict[str, Any]:
     """OpenAI's `usage` object; details appear only when the provider reports them."""

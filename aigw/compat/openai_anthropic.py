@@ -184,30 +184,42 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return out
 
 
-def _usage(raw: dict[str, Any]) -> dict[str, Any]:
-    cached = raw.get("cache_read_input_tokens")
+def _usage(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raw = {}
+    cached = oa.count_or_none(raw.get("cache_read_input_tokens"))
     # OpenAI's prompt_tokens counts cached input too; Anthropic reports the parts apart.
-    prompt = (raw.get("input_tokens") or 0) + (raw.get("cache_creation_input_tokens") or 0) + (cached or 0)
-    return oa.usage(prompt, raw.get("output_tokens") or 0, cached=cached)
+    prompt = oa.count(raw.get("input_tokens")) + oa.count(raw.get("cache_creation_input_tokens")) + (cached or 0)
+    return oa.usage(prompt, oa.count(raw.get("output_tokens")), cached=cached)
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete Anthropic message -> OpenAI chat.completion JSON bytes."""
-    msg = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete Anthropic message -> OpenAI chat.completion JSON bytes; None if the body
+    is not a message (its `content` blocks), which the relay answers as an error."""
+    msg = oa.loads_object(body)
+    if msg is None or not isinstance(msg.get("content"), list):
+        return None
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in msg.get("content") or []:
-        if block.get("type") == "text":
-            texts.append(block.get("text", ""))
-        elif block.get("type") == "tool_use":
+    for block in msg["content"]:
+        if not isinstance(block, dict):
+            return None
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text", "")
+            if not isinstance(text, str):
+                return None
+            texts.append(text)
+        elif kind == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function",
                           "function": {"name": block.get("name", ""),
                                        "arguments": _json.dumps(block.get("input") or {}).decode()}})
     content = "".join(texts) if texts or not calls else None
-    finish = _FINISH.get(msg.get("stop_reason") or "end_turn", "stop")
+    reason = msg.get("stop_reason")
+    finish = _FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
     choice = oa.message_choice(0, content, calls, finish)
-    return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage") or {}))
+    return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage")))
 
 
 def translate_error(status: int, body: bytes) -> bytes:

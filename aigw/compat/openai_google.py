@@ -228,12 +228,14 @@ def _finish(reason: str | None, has_calls: bool) -> str:
     return "tool_calls" if has_calls else "stop"
 
 
-def _usage(meta: dict[str, Any]) -> dict[str, Any]:
-    thoughts = meta.get("thoughtsTokenCount")
+def _usage(meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        meta = {}
+    thoughts = oa.count_or_none(meta.get("thoughtsTokenCount"))
     # Thinking tokens are billed as output, as OpenAI's reasoning_tokens are.
-    completion = (meta.get("candidatesTokenCount") or 0) + (thoughts or 0)
-    return oa.usage(meta.get("promptTokenCount") or 0, completion, meta.get("totalTokenCount"),
-                    meta.get("cachedContentTokenCount"), thoughts)
+    completion = oa.count(meta.get("candidatesTokenCount")) + (thoughts or 0)
+    return oa.usage(oa.count(meta.get("promptTokenCount")), completion, oa.count_or_none(meta.get("totalTokenCount")),
+                    oa.count_or_none(meta.get("cachedContentTokenCount")), thoughts)
 
 
 def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
@@ -243,15 +245,29 @@ def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes."""
-    data = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes; None
+    if the body is not one (neither `candidates` nor a blocked prompt's `promptFeedback`),
+    which the relay answers as an error."""
+    data = oa.loads_object(body)
+    if data is None:
+        return None
+    candidates = data.get("candidates")
+    if candidates is None:
+        candidates = []
+        if not isinstance(data.get("promptFeedback"), dict):
+            return None
+    elif not isinstance(candidates, list):
+        return None
     cid = new_id()
     choices = []
     minted = 0
-    for pos, cand in enumerate(data.get("candidates") or []):
+    for pos, cand in enumerate(candidates):
+        parts = _parts(cand)
+        if parts is None:
+            return None
         texts, calls = [], []
-        for part in (cand.get("content") or {}).get("parts") or []:
+        for part in parts:
             if part.get("thought"):
                 continue  # thought summaries are not part of the OpenAI message
             if "text" in part:
@@ -260,11 +276,33 @@ def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock 
                 calls.append(_call(part, f"call_{cid[-12:]}_{minted}"))
                 minted += 1
         content = "".join(texts) if texts or not calls else None
+        reason = cand.get("finishReason")
         choices.append(oa.message_choice(cand.get("index", pos), content, calls,
-                                         _finish(cand.get("finishReason"), bool(calls))))
+                                         _finish(reason if isinstance(reason, str) else None, bool(calls))))
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
         choices.append(oa.message_choice(0, "", [], "content_filter"))
-    return oa.completion(cid, int(clock()), model, choices, _usage(data.get("usageMetadata") or {}))
+    return oa.completion(cid, int(clock()), model, choices, _usage(data.get("usageMetadata")))
+
+
+def _parts(cand: Any) -> list[dict[str, Any]] | None:
+    """A reply candidate's content parts; None if it is not a candidate of that shape."""
+    if not isinstance(cand, dict):
+        return None
+    content = cand.get("content")
+    if content is None:
+        return []  # a candidate stopped before any content (finishReason SAFETY)
+    if not isinstance(content, dict):
+        return None
+    parts = content.get("parts")
+    if parts is None:
+        return []
+    if not isinstance(parts, list):
+        return None
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("text", ""), str) or \
+                not isinstance(part.get("functionCall", {}), dict):
+            return None
+    return parts
 
 
 def translate_error(status: int, body: bytes) -> bytes:

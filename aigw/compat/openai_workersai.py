@@ -137,31 +137,60 @@ def _calls(raw: list[dict[str, Any]], mint: str) -> list[dict[str, Any]]:
     return calls
 
 
-def _usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not raw:
+def _usage(raw: Any) -> dict[str, Any] | None:
+    if not raw or not isinstance(raw, dict):
         return None
-    return oa.usage(raw.get("prompt_tokens") or 0, raw.get("completion_tokens") or 0, raw.get("total_tokens"))
+    return oa.usage(oa.count(raw.get("prompt_tokens")), oa.count(raw.get("completion_tokens")),
+                    oa.count_or_none(raw.get("total_tokens")))
+
+
+def _call_list(raw: Any) -> list[dict[str, Any]] | None:
+    """A reply's `tool_calls` (null: none); None if they are not call objects."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return None
+    for call in raw:
+        if not isinstance(call, dict) or not isinstance(call.get("function", {}), dict):
+            return None
+    return raw
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON bytes."""
-    data = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON
+    bytes; None if the body is not a reply (no `response`, `tool_calls` or `choices`, or
+    `success: false`), which the relay answers as an error."""
+    data = oa.loads_object(body)
+    if data is None or data.get("success") is False:
+        return None
     inner = data.get("result")
     result: dict[str, Any] = inner if isinstance(inner, dict) else data
     cid = new_id()
-    if isinstance(result.get("choices"), list):  # models served through an OpenAI-shaped runtime
+    if "choices" in result:  # models served through an OpenAI-shaped runtime
+        if not isinstance(result["choices"], list):
+            return None
         choices = []
         for pos, ch in enumerate(result["choices"]):
-            msg = ch.get("message") or {}
-            calls = _calls(msg.get("tool_calls") or [], f"call_{cid[-12:]}_{pos}")
+            msg = (ch.get("message") or {}) if isinstance(ch, dict) else None
+            if not isinstance(msg, dict):
+                return None
+            raw = _call_list(msg.get("tool_calls"))
+            if raw is None:
+                return None
+            calls = _calls(raw, f"call_{cid[-12:]}_{pos}")
             choices.append(oa.message_choice(ch.get("index", pos), msg.get("content"), calls,
                                              ch.get("finish_reason") or ("tool_calls" if calls else "stop")))
         return oa.completion(cid, int(clock()), model, choices, _usage(result.get("usage")) or oa.usage(0, 0))
+    if "response" not in result and "tool_calls" not in result:
+        return None
     text = result.get("response")
     if text is not None and not isinstance(text, str):  # JSON mode returns the object itself
         text = _json.dumps(text).decode()
-    calls = _calls(result.get("tool_calls") or [], f"call_{cid[-12:]}")
+    raw = _call_list(result.get("tool_calls"))
+    if raw is None:
+        return None
+    calls = _calls(raw, f"call_{cid[-12:]}")
     content = text if text or not calls else None
     choice = oa.message_choice(0, content if content is not None or calls else "", calls,
                                "tool_calls" if calls else "stop")
