@@ -38,7 +38,7 @@ class TranslatingRelay:
 
     def __init__(self, module: ModuleType, model: str, include_usage: bool) -> None:
         self.module = module
-        self.model = model  # the client's `{provider}/{model}`, echoed in every reply
+        self.model = model  # the bare model (the client's without `{provider}/`), echoed in every reply
         self.include_usage = include_usage
 
     def __repr__(self) -> str:
