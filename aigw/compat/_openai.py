@@ -185,15 +185,6 @@ def obj(value: Any, param: str) -> dict[str, Any]:
     raise type_error(param, "an object")
 
 
-def messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`messages`, checked to be an array of objects (what every translator walks)."""
-    out = array(body.get("messages"), "messages")
-    for i, msg in enumerate(out):
-        if not isinstance(msg, dict):
-            raise type_error(f"messages[{i}]", "an object")
-    return out
-
-
 def image_url(part: Mapping[str, Any], i: int, j: int) -> str:
     """The URL of message `i`'s content part `j`, an `image_url` part ("" if absent)."""
     image = part.get("image_url")
@@ -205,26 +196,24 @@ def image_url(part: Mapping[str, Any], i: int, j: int) -> str:
     raise type_error(f"messages[{i}].content[{j}].image_url", "an object")
 
 
-def text_part(part: Mapping[str, Any], i: int, j: int) -> str:
-    """The text of message `i`'s content part `j`, a `text` part ("" if absent)."""
-    text = part.get("text", "")
-    if isinstance(text, str):
-        return text
-    raise type_error(f"messages[{i}].content[{j}].text", "a string")
-
-
 # What a model name put in the upstream path as is may not hold: what would end the path
 # or start a fragment (`?`, `#`), be decoded upstream (`%`), or need percent-encoding
-# (whitespace, controls, anything outside printable ASCII).
-UNSAFE_IN_PATH = re.compile(r"[?#%]|[^!-~]")
+# (whitespace, controls, anything outside printable ASCII): all but `!"$&-><@-~`.
+UNSAFE_IN_PATH = re.compile(r'[^!"$&->@-~]')
+_SEEN_MAX = 4096
 
 
-def path_model(model: str, unsafe: re.Pattern[str] = UNSAFE_IN_PATH) -> str:
+def path_model(model: str, seen: set[str], unsafe: re.Pattern[str] = UNSAFE_IN_PATH) -> str:
     """A model name that goes into the upstream path; a 400 if it holds a character
-    `unsafe` matches (escaping it would name another model than the one asked for)."""
+    `unsafe` matches (escaping it would name another model than the one asked for).
+    `seen`: the names that passed (bounded: they come from clients), not searched again."""
+    if model in seen:
+        return model
     if unsafe.search(model) is not None:
         raise CompatError("the model name holds a character that cannot be put in the provider's path "
                           "(?, #, %, whitespace, control or non-ASCII characters, or a separator)", param="model")
+    if len(seen) < _SEEN_MAX:
+        seen.add(model)
     return model
 
 
@@ -257,18 +246,22 @@ def parse_arguments(arguments: Any, i: int, j: int) -> Any:
                           param=f"messages[{i}].tool_calls[{j}].function.arguments") from None
 
 
-def tool_calls(msg: Mapping[str, Any], i: int) -> list[dict[str, Any]]:
-    """Message `i`'s `tool_calls`, checked to be an array of objects whose `function` is
-    an object (null or absent: empty)."""
-    calls = msg.get("tool_calls")
-    if calls is None:
-        return []
-    for j, call in enumerate(array(calls, f"messages[{i}].tool_calls")):
+def tool_calls(calls: Any, i: int) -> list[dict[str, Any]]:
+    """Message `i`'s `tool_calls` (not null), checked to be an array of objects whose
+    `function` is an object."""
+    if not isinstance(calls, list):
+        raise type_error(f"messages[{i}].tool_calls", "an array")
+    for j, call in enumerate(calls):
         if not isinstance(call, dict):
             raise type_error(f"messages[{i}].tool_calls[{j}]", "an object")
         if not isinstance(call.get("function"), (dict, type(None))):
             raise type_error(f"messages[{i}].tool_calls[{j}].function", "an object")
     return calls
+
+
+def text_error(i: int, j: int) -> CompatError:
+    """The 400 for the text of message `i`'s content part `j` not being a string."""
+    return type_error(f"messages[{i}].content[{j}].text", "a string")
 
 
 def content_error(i: int, j: int | None = None) -> CompatError:
@@ -294,7 +287,10 @@ def text_of(content: Any, i: int) -> str:
         if part.get("type") != "text":
             raise CompatError(f"only text parts are allowed here, got {part.get('type')!r}",
                               param=f"messages[{i}].content[{j}]")
-        parts.append(text_part(part, i, j))
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise text_error(i, j)
+        parts.append(text)
     return "".join(parts)
 
 

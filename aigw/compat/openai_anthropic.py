@@ -50,7 +50,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     fmt = oa.obj(body.get("response_format"), "response_format").get("type", "text")
     if fmt != "text":
         raise CompatError(f"response_format {fmt!r} is not supported by anthropic", param="response_format")
-    system, messages = _messages(oa.messages(body))
+    system, messages = _messages(oa.array(body.get("messages"), "messages"))
     out: dict[str, Any] = {"model": model, "messages": messages}
     if system:
         out["system"] = system
@@ -75,10 +75,12 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     return "v1/messages", HEADERS, _json.dumps(out)
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise oa.type_error(f"messages[{i}]", "an object")
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
@@ -119,8 +121,10 @@ def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
             raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            text = oa.text_part(part, i, j)
+            text = part.get("text")
             if text:
+                if not isinstance(text, str):
+                    raise oa.text_error(i, j)
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
             blocks.append(_image(oa.image_url(part, i, j), f"messages[{i}].content[{j}]"))
@@ -144,7 +148,10 @@ def _assistant_blocks(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
     text = oa.text_of(msg.get("content"), i)
     if text:
         blocks.append({"type": "text", "text": text})
-    for j, call in enumerate(oa.tool_calls(msg, i)):
+    calls = msg.get("tool_calls")
+    if calls is None:
+        return blocks
+    for j, call in enumerate(oa.tool_calls(calls, i)):
         fn = call.get("function") or {}
         blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""),
                        "input": oa.parse_arguments(fn.get("arguments", ""), i, j)})

@@ -45,8 +45,10 @@ POLICY = {
 
 _GEN_KEYS = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
              ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
-# The model is the one path segment before `:method`: it may hold neither `/` nor `:`.
-_UNSAFE_IN_SEGMENT = re.compile(r"[?#%/:]|[^!-~]")
+# The model is the one path segment before `:method`: it may hold neither `/` nor `:`
+# (oa.UNSAFE_IN_PATH without them).
+_UNSAFE_IN_SEGMENT = re.compile(r'[^!"$&-.0-9;->@-~]')
+_NAMES: set[str] = set()  # model names that passed oa.path_model
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 
 
@@ -55,7 +57,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     oa.check_params({k: v for k, v in body.items() if k != "parallel_tool_calls"}, POLICY, PROVIDER)
     if body.get("parallel_tool_calls") is False:
         raise CompatError("parallel_tool_calls=false is not supported by google", param="parallel_tool_calls")
-    system, contents = _contents(oa.messages(body))
+    system, contents = _contents(oa.array(body.get("messages"), "messages"))
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
@@ -77,16 +79,18 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(tools)]}]
     if body.get("tool_choice") is not None:
         out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
-    name = oa.path_model(model.removeprefix("models/"), _UNSAFE_IN_SEGMENT)
+    name = oa.path_model(model.removeprefix("models/"), _NAMES, _UNSAFE_IN_SEGMENT)
     path = f"v1beta/models/{name}:streamGenerateContent?alt=sse" if stream else f"v1beta/models/{name}:generateContent"
     return path, HEADERS, _json.dumps(out)
 
 
-def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse
     for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise oa.type_error(f"messages[{i}]", "an object")
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
@@ -126,8 +130,10 @@ def _user_parts(content: Any, i: int) -> list[dict[str, Any]]:
             raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            text = oa.text_part(part, i, j)
+            text = part.get("text")
             if text:
+                if not isinstance(text, str):
+                    raise oa.text_error(i, j)
                 parts.append({"text": text})
         elif kind == "image_url":
             url = oa.image_url(part, i, j)
@@ -150,7 +156,10 @@ def _model_parts(msg: dict[str, Any], i: int, names: dict[str, str]) -> list[dic
     text = oa.text_of(msg.get("content"), i)
     if text:
         parts.append({"text": text})
-    for j, call in enumerate(oa.tool_calls(msg, i)):
+    calls = msg.get("tool_calls")
+    if calls is None:
+        return parts
+    for j, call in enumerate(oa.tool_calls(calls, i)):
         fn = call.get("function") or {}
         call_id = call.get("id", "")
         if not isinstance(call_id, str):

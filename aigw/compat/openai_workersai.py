@@ -40,13 +40,15 @@ POLICY = {
                     REFUSED),
 }
 
+_NAMES: set[str] = set()  # model names that passed oa.path_model
 _SAME = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
 
 
 def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
     """OpenAI request dict -> (`{model}` under ai/run, headers, Workers AI body bytes)."""
     oa.check_params(body, POLICY, PROVIDER)
-    out: dict[str, Any] = {"messages": [_message(m, i) for i, m in enumerate(oa.messages(body))]}
+    out: dict[str, Any] = {"messages": [_message(m, i) for i, m in enumerate(
+        oa.array(body.get("messages"), "messages"))]}
     limit = oa.max_tokens(body)
     if limit is not None:
         out["max_tokens"] = limit
@@ -72,10 +74,12 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
         out["tools"] = tools
     if stream:
         out["stream"] = True
-    return oa.path_model(model.lstrip("/")), HEADERS, _json.dumps(out)
+    return oa.path_model(model.lstrip("/"), _NAMES), HEADERS, _json.dumps(out)
 
 
-def _message(msg: dict[str, Any], i: int) -> dict[str, Any]:
+def _message(msg: Any, i: int) -> dict[str, Any]:
+    if not isinstance(msg, dict):
+        raise oa.type_error(f"messages[{i}]", "an object")
     role = msg.get("role")
     if role == "developer":
         role = "system"
@@ -83,7 +87,7 @@ def _message(msg: dict[str, Any], i: int) -> dict[str, Any]:
         raise CompatError(f"message role {role!r} is not supported by workers-ai", param=f"messages[{i}].role")
     out: dict[str, Any] = {"role": role, "content": _content(msg.get("content"), i)}
     if msg.get("tool_calls"):
-        out["tool_calls"] = oa.tool_calls(msg, i)
+        out["tool_calls"] = oa.tool_calls(msg["tool_calls"], i)
     if msg.get("tool_call_id"):
         out["tool_call_id"] = msg["tool_call_id"]
     return out
@@ -94,22 +98,26 @@ def _content(content: Any, i: int) -> Any:
         return content or ""
     if not isinstance(content, list):
         raise oa.content_error(i)
-    text_only = True
+    texts: list[str] | None = []  # None: not text only
     for j, part in enumerate(content):
         if not isinstance(part, dict):
             raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            oa.text_part(part, i, j)
+            text = part.get("text", "")
+            if not isinstance(text, str):
+                raise oa.text_error(i, j)
+            if texts is not None:
+                texts.append(text)
         elif kind == "image_url":
-            text_only = False
+            texts = None
             if oa.parse_data_url(oa.image_url(part, i, j), f"messages[{i}].content[{j}]") is None:
                 raise CompatError("workers-ai accepts images as base64 data URLs only",
                                   param=f"messages[{i}].content[{j}]")
         else:
             raise CompatError(f"content part {kind!r} is not supported by workers-ai",
                               param=f"messages[{i}].content[{j}]")
-    return oa.text_of(content, i) if text_only else content
+    return "".join(texts) if texts is not None else content
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
