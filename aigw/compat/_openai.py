@@ -217,7 +217,7 @@ def path_model(model: str, seen: set[str], unsafe: re.Pattern[str] = UNSAFE_IN_P
     return model
 
 
-def parse_data_url(url: str, param: str = "messages") -> tuple[str, str] | None:
+def parse_data_url(url: str, param: str) -> tuple[str, str] | None:
     """`data:<mime>;base64,<b64>` -> (mime, b64); None for any other URL."""
     if not url.startswith("data:"):
         return None
