@@ -3,14 +3,17 @@ mock Anthropic, Gemini, Workers AI and OpenAI-wire upstreams and parses every re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import openai
 import pytest
 
+import aigw
 from aigw import _json
 from aigw.compat.route import rewrite_model
 from tests.compat_support import read
-from tests.conftest import Reply
+from tests.conftest import Reply, base_config
 
 SSE = {"Content-Type": "text/event-stream"}
 JSON = {"Content-Type": "application/json"}
@@ -243,6 +246,26 @@ async def test_models_list(gw):
     await client.close()
 
 
+async def test_every_listed_model_is_served_by_the_compat_route(upstream, make_gateway):
+    """The list and the route agree: each listed model's request goes upstream (cohere's
+    priced models are not listed: the compat endpoint has no route to cohere)."""
+    priced = _json.loads((Path(aigw.__file__).parent / "data" / "prices.json").read_bytes())["providers"]
+    configured = base_config(upstream)["providers"]
+    gw = await make_gateway({"providers": {slug: {"base_url": upstream.url(f"/{slug}")}  # all on the mock
+                                           for slug in priced if slug not in configured}})
+    async with gw.request("GET", "/v1/acct/gw/compat/models") as r:
+        ids = [m["id"] for m in (await r.json())["data"]]
+    assert {i.split("/", 1)[0] for i in ids} >= {"openai", "anthropic", "google-ai-studio", "workers-ai", "groq"}
+    assert not [i for i in ids if i.startswith("cohere/")]
+    assert "cohere" in gw.server.gateway.prices.providers()  # priced, so it was listed before
+    for n, model in enumerate(ids, 1):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI})) as r:
+            body = await r.read()
+            assert r.status in (200, 502), (model, body)  # a translated provider's reply to the echo: 502
+        assert len(upstream.seen) == n, model
+
+
 @pytest.mark.parametrize("model, status, code", [
     ("gpt-4o-mini", 400, 2019), ("nope/some-model", 400, 2008), ("anthropic/", 400, 2019)])
 async def test_bad_model_names(gw, model, status, code):
@@ -252,8 +275,7 @@ async def test_bad_model_names(gw, model, status, code):
         assert (await r.json())["error"][0]["code"] == code
 
 
-@pytest.mark.parametrize("model", ["workers-ai/@cf/../../../accounts/other/ai/run/x",
-                                   "google-ai-studio/../../v1/files", "workers-ai/@cf/a//b"])
+@pytest.mark.parametrize("model", ["workers-ai/@cf/../../../accounts/other/ai/run/x", "workers-ai/@cf/a//b"])
 async def test_models_that_would_leave_the_providers_path_are_refused_every_time(upstream, gw, model):
     """The path a translator builds from the model name is checked (and only paths that
     passed are remembered, so a refused one is refused again)."""
@@ -263,6 +285,38 @@ async def test_models_that_would_leave_the_providers_path_are_refused_every_time
             assert r.status == 400
             assert (await r.json())["error"][0]["code"] == 2903
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize("model", [
+    "google-ai-studio/gemini?key=abc", "google-ai-studio/gemini#x", "google-ai-studio/../../v1/files",
+    "google-ai-studio/gemini-2.5-flash:countTokens", "google-ai-studio/models/gemini-2.5-flash/x",
+    "google-ai-studio/gemini%3Fkey=abc", "google-ai-studio/gemini 2", "google-ai-studio/gemini\u00e9",
+    "workers-ai/@cf/meta/llama?x=1", "workers-ai/@cf/meta/llama#x", "workers-ai/@cf/meta/%2e%2e/x",
+    "workers-ai/@cf/meta/llama 3", "workers-ai/@cf/meta/llama\n", "workers-ai/@cf/meta/llama\u00a0"])
+async def test_model_names_that_would_change_the_providers_path_are_refused(upstream, gw, model):
+    """A translator puts the model in the upstream path: a name that would end it, start a
+    query, be decoded upstream or (Gemini) span segments is a 400 naming `model`."""
+    for stream in (False, True):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI, "stream": stream})) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["param"] == "model"
+    assert upstream.seen == []
+
+
+async def test_real_model_names_reach_their_path(upstream, gw):
+    upstream.script(GEMINI + ":generateContent", Reply(body=read("google_response_text.json")))
+    upstream.script(WAI_PATH, Reply(body=read("workersai_response_text.json")))
+    upstream.script("/client/v4/accounts/acct/ai/run/@hf/", Reply(body=read("workersai_response_text.json")))
+    for model, path in (("google-ai-studio/gemini-2.5-flash", GEMINI + ":generateContent"),
+                        ("google-ai-studio/models/gemini-2.5-flash", GEMINI + ":generateContent"),
+                        ("workers-ai/@cf/meta/llama-3.1-8b-instruct", WAI_PATH),
+                        ("workers-ai/@hf/thebloke/deepseek-coder-6.7b-instruct-awq",
+                         "/client/v4/accounts/acct/ai/run/@hf/thebloke/deepseek-coder-6.7b-instruct-awq")):
+        async with gw.post("/v1/acct/gw/compat/chat/completions",
+                           data=_json.dumps({"model": model, "messages": HI})) as r:
+            assert r.status == 200, model
+        assert upstream.seen[-1].path == path
 
 
 async def test_provider_error_keeps_status_in_openai_shape(upstream, gw):
@@ -372,3 +426,41 @@ async def test_universal_compat_step_validation(gw):
     step = {"provider": "compat", "endpoint": "v1/messages", "query": {"model": "anthropic/x", "messages": HI}}
     async with gw.post("/v1/acct/gw", data=_json.dumps([step])) as r:
         assert r.status == 400
+
+
+@pytest.mark.parametrize("model, path", [
+    ("anthropic/claude-sonnet-4-5", "/v1/messages"), ("google-ai-studio/gemini-2.5-flash", GEMINI),
+    ("workers-ai/@cf/meta/llama-3.1-8b-instruct", WAI_PATH)])
+async def test_a_2xx_that_is_not_the_providers_reply_is_a_502_not_an_empty_completion(upstream, gw, model, path):
+    """An HTML page or a JSON value of another shape with a 2xx (a proxy in between, a
+    changed API) must not become a successful empty completion."""
+    for reply in (Reply(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}),
+                  Reply(body=b"{}"), Reply(body=b"[1,2]"), Reply(body=b'{"candidates":"x","content":5,"result":7}'),
+                  Reply(status=203, body=b"not json at all")):
+        upstream.script(path, reply)
+        for stream in (False, True):  # a non-SSE reply to a stream request is read whole too
+            async with gw.post("/v1/acct/gw/compat/chat/completions",
+                               data=_json.dumps({"model": model, "messages": HI, "stream": stream})) as r:
+                assert r.status == 502, reply.body
+                err = (await r.json())["error"]
+            assert err["type"] == "api_error" and "choices" not in err
+            assert err["message"] == f"Upstream returned HTTP {reply.status}: {reply.body.decode()}"
+    client = client_for(gw)
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model=model, messages=HI)
+    assert info.value.status_code == 502
+    await client.close()
+
+
+async def test_a_2xx_carrying_the_providers_error_object_is_a_502_with_its_message(upstream, gw):
+    upstream.script(WAI_PATH, Reply(body=b'{"success":false,"errors":[{"code":3040,"message":"Capacity"}],'
+                                         b'"result":null}'))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "workers-ai/@cf/meta/llama-3.1-8b-instruct", "messages": HI})) as r:
+        assert r.status == 502
+        assert (await r.json())["error"] == {"message": "Capacity", "type": "api_error", "param": None, "code": 3040}
+    upstream.script("/v1/messages", Reply(body=read("anthropic_error_overloaded.json")))
+    async with gw.post("/v1/acct/gw/compat/chat/completions",
+                       data=_json.dumps({"model": "anthropic/claude-sonnet-4-5", "messages": HI})) as r:
+        assert r.status == 502
+        assert (await r.json())["error"]["message"] == "Overloaded"

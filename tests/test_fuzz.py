@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from aigw import _json
 from aigw import config as config_mod
+from aigw.compat import TRANSLATORS, CompatError
 from aigw.server import Server
 
 from conftest import MockUpstream, base_config
@@ -199,3 +200,99 @@ def test_fuzzing_logged_no_internal_error(running, caplog):
     status, reply = post(running.port, "/v1/acct/gw", b"[{}]", {})
     check_answer(status, reply)
     assert not [r for r in caplog.records if "internal error" in r.getMessage()]
+
+
+# The compat translators, fed request bodies whose every field may be any JSON value (and
+# often the right shape, so the walk gets deep): the only exception is CompatError, the
+# compat endpoint's 400.
+def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(strategy, json_value)
+
+
+_fn = _maybe(st.fixed_dictionaries({}, optional={
+    "name": _maybe(st.just("f")), "description": json_value, "parameters": json_value,
+    "arguments": _maybe(st.sampled_from(['{"a": 1}', "", "not json", "[1]"]))}))
+_tool = _maybe(st.fixed_dictionaries({"type": _maybe(st.just("function"))}, optional={"function": _fn}))
+_call = _maybe(st.fixed_dictionaries({"id": _maybe(st.just("c1")), "type": _maybe(st.just("function"))},
+                                     optional={"function": _fn}))
+_url = _maybe(st.sampled_from(["data:image/png;base64,AAAA", "data:image/png,AAAA", "https://x.test/a.png",
+                               "https://generativelanguage.googleapis.com/v1beta/files/f", "ftp://x", ""]))
+_part = _maybe(st.fixed_dictionaries(
+    {"type": _maybe(st.sampled_from(["text", "image_url", "input_audio"]))},
+    optional={"text": json_value, "image_url": _maybe(st.fixed_dictionaries({}, optional={"url": _url}))}))
+_message = _maybe(st.fixed_dictionaries(
+    {"role": _maybe(st.sampled_from(["system", "developer", "user", "assistant", "tool", "function"]))},
+    optional={"content": st.one_of(json_value, st.lists(_part, max_size=3)),
+              "tool_calls": st.one_of(json_value, st.lists(_call, max_size=2)),
+              "tool_call_id": _maybe(st.just("c1")), "name": json_value}))
+_format = _maybe(st.fixed_dictionaries(
+    {"type": _maybe(st.sampled_from(["text", "json_object", "json_schema"]))},
+    optional={"json_schema": _maybe(st.fixed_dictionaries({}, optional={"schema": json_value}))}))
+_choice = _maybe(st.one_of(st.sampled_from(["auto", "none", "required"]), st.fixed_dictionaries(
+    {"type": _maybe(st.just("function"))}, optional={"function": _maybe(st.fixed_dictionaries(
+        {"name": _maybe(st.just("f"))}))})))
+compat_bodies = st.fixed_dictionaries(
+    {"messages": st.one_of(json_value, st.lists(_message, max_size=4))},
+    optional={"response_format": _format, "tools": st.one_of(json_value, st.lists(_tool, max_size=2)),
+              "tool_choice": _choice, "stop": _maybe(st.lists(st.text(max_size=3), max_size=2)),
+              "stream_options": json_value, "max_tokens": json_value, "max_completion_tokens": json_value,
+              "temperature": json_value, "top_p": json_value, "n": json_value, "seed": json_value,
+              "parallel_tool_calls": json_value, "user": json_value, "metadata": json_value,
+              "logprobs": json_value, "presence_penalty": json_value, "nope": json_value})
+compat_models = st.one_of(st.sampled_from(["claude-sonnet-4-5", "gemini-2.5-flash", "models/gemini-2.5-flash",
+                                           "@cf/meta/llama-3.1-8b-instruct"]), st.text(max_size=20))
+
+
+@EXAMPLES
+@given(body=compat_bodies, model=compat_models, stream=st.booleans())
+def test_compat_translators_refuse_every_malformed_request_with_a_400(body, model, stream):
+    for translator in TRANSLATORS.values():
+        try:
+            path, headers, out = translator.build_request(body, model, stream)
+        except CompatError as exc:
+            assert exc.status == 400 and exc.param, exc
+            assert _json.loads(exc.openai_body())["error"]["param"] == exc.param
+            continue
+        assert isinstance(path, str) and isinstance(headers, dict)
+        assert isinstance(_json.loads(out), dict)
+
+
+# Their replies: a 2xx body of any JSON shape (often close to the provider's) is translated
+# or, when it is not the provider's reply, None (the relay answers 502); nothing raises.
+_reply_part = _maybe(st.fixed_dictionaries({}, optional={
+    "type": _maybe(st.sampled_from(["text", "tool_use"])), "text": json_value, "thought": json_value,
+    "functionCall": _maybe(st.fixed_dictionaries({}, optional={"name": json_value, "args": json_value})),
+    "input": json_value, "id": json_value, "name": json_value}))
+_reply_parts = st.one_of(json_value, st.lists(_reply_part, max_size=3))
+_counts = _maybe(st.dictionaries(st.sampled_from(
+    ["input_tokens", "output_tokens", "cache_read_input_tokens", "promptTokenCount", "candidatesTokenCount",
+     "thoughtsTokenCount", "totalTokenCount", "prompt_tokens", "completion_tokens", "total_tokens"]),
+    json_value, max_size=4))
+_choice_reply = _maybe(st.fixed_dictionaries({}, optional={
+    "message": _maybe(st.fixed_dictionaries({}, optional={"content": json_value, "tool_calls": json_value})),
+    "finish_reason": json_value, "index": json_value}))
+compat_replies = st.one_of(
+    json_value,
+    st.fixed_dictionaries({}, optional={"type": json_value, "content": _reply_parts, "stop_reason": json_value,
+                                        "usage": _counts}),
+    st.fixed_dictionaries({}, optional={
+        "candidates": st.one_of(json_value, st.lists(_maybe(st.fixed_dictionaries({}, optional={
+            "content": _maybe(st.fixed_dictionaries({}, optional={"parts": _reply_parts})),
+            "finishReason": json_value, "index": json_value})), max_size=2)),
+        "promptFeedback": json_value, "usageMetadata": _counts}),
+    st.fixed_dictionaries({}, optional={"success": json_value, "result": _maybe(st.fixed_dictionaries({}, optional={
+        "response": json_value, "tool_calls": st.one_of(json_value, st.lists(_reply_part, max_size=2)),
+        "choices": st.one_of(json_value, st.lists(_choice_reply, max_size=2)), "usage": _counts}))}),
+).map(_json.dumps)
+
+
+@EXAMPLES
+@given(body=st.one_of(compat_replies, st.binary(max_size=40)))
+def test_compat_translators_answer_every_2xx_body_or_refuse_it(body):
+    for translator in TRANSLATORS.values():
+        out = translator.translate_response(200, body, "m")
+        if out is not None:
+            doc = _json.loads(out)
+            assert doc["object"] == "chat.completion" and isinstance(doc["choices"], list)
+        else:
+            assert isinstance(_json.loads(translator.translate_error(200, body))["error"]["message"], str)

@@ -80,6 +80,16 @@ def loads_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def count(value: Any) -> int:
+    """A token count as a reply carries it: 0 for anything but an integer."""
+    return value if type(value) is int else 0
+
+
+def count_or_none(value: Any) -> int | None:
+    """An optional token count: None for anything but an integer."""
+    return value if type(value) is int else None
+
+
 def usage(prompt: int, completion: int, total: int | None = None, cached: int | None = None,
           reasoning: int | None = None) -> dict[str, Any]:
     """OpenAI's `usage` object; details appear only when the provider reports them."""
@@ -141,20 +151,79 @@ def max_tokens(body: Mapping[str, Any]) -> int | None:
 
 
 def stop_list(body: Mapping[str, Any]) -> list[str] | None:
-    """`stop` as a list (OpenAI allows a bare string)."""
+    """`stop` as a list (OpenAI allows a bare string); a 400 for anything but strings."""
     stop = body.get("stop")
     if stop is None:
         return None
-    return [stop] if isinstance(stop, str) else list(stop)
+    if isinstance(stop, str):
+        return [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise CompatError("'stop' must be a string or an array of strings", param="stop")
+    return stop
 
 
-def parse_data_url(url: str) -> tuple[str, str] | None:
+def type_error(param: str, expected: str) -> CompatError:
+    """The 400 for a request value of the wrong JSON type, naming where it is."""
+    return CompatError(f"'{param}' must be {expected}", param=param)
+
+
+def array(value: Any, param: str) -> list[Any]:
+    """A JSON array the request holds (null or absent: empty); any other type is a 400."""
+    if isinstance(value, list):
+        return value
+    if value is None:
+        return []
+    raise type_error(param, "an array")
+
+
+def obj(value: Any, param: str) -> dict[str, Any]:
+    """A JSON object the request holds (null or absent: empty); any other type is a 400."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    raise type_error(param, "an object")
+
+
+def image_url(part: Mapping[str, Any], i: int, j: int) -> str:
+    """The URL of message `i`'s content part `j`, an `image_url` part ("" if absent)."""
+    image = part.get("image_url")
+    if isinstance(image, dict):
+        url = image.get("url", "")
+        if isinstance(url, str):
+            return url
+        raise type_error(f"messages[{i}].content[{j}].image_url.url", "a string")
+    raise type_error(f"messages[{i}].content[{j}].image_url", "an object")
+
+
+# What a model name put in the upstream path as is may not hold: what would end the path
+# or start a fragment (`?`, `#`), be decoded upstream (`%`), or need percent-encoding
+# (whitespace, controls, anything outside printable ASCII): all but `!"$&-><@-~`.
+UNSAFE_IN_PATH = re.compile(r'[^!"$&->@-~]')
+_SEEN_MAX = 4096
+
+
+def path_model(model: str, seen: set[str], unsafe: re.Pattern[str] = UNSAFE_IN_PATH) -> str:
+    """A model name that goes into the upstream path; a 400 if it holds a character
+    `unsafe` matches (escaping it would name another model than the one asked for).
+    `seen`: the names that passed (bounded: they come from clients), not searched again."""
+    if model in seen:
+        return model
+    if unsafe.search(model) is not None:
+        raise CompatError("the model name holds a character that cannot be put in the provider's path "
+                          "(?, #, %, whitespace, control or non-ASCII characters, or a separator)", param="model")
+    if len(seen) < _SEEN_MAX:
+        seen.add(model)
+    return model
+
+
+def parse_data_url(url: str, param: str) -> tuple[str, str] | None:
     """`data:<mime>;base64,<b64>` -> (mime, b64); None for any other URL."""
     if not url.startswith("data:"):
         return None
     head, sep, data = url[5:].partition(",")
     if not sep or not head.endswith(";base64"):
-        raise CompatError("image data URLs must be base64-encoded", param="messages")
+        raise CompatError("image data URLs must be base64-encoded", param=param)
     return head[: -len(";base64")] or "application/octet-stream", data
 
 
@@ -163,8 +232,9 @@ def is_http_url(url: str) -> bool:
     return url.startswith(("https://", "http://"))
 
 
-def parse_arguments(arguments: Any) -> Any:
-    """A tool call's `arguments` JSON string -> value; a clear 400 if it is not JSON."""
+def parse_arguments(arguments: Any, i: int, j: int) -> Any:
+    """The `arguments` JSON string of message `i`'s tool call `j` -> value; a clear 400 if
+    it is not JSON."""
     if not isinstance(arguments, str):
         return arguments
     if not arguments.strip():
@@ -172,20 +242,55 @@ def parse_arguments(arguments: Any) -> Any:
     try:
         return _json.loads(arguments)
     except _json.JSONDecodeError:
-        raise CompatError("tool_calls[].function.arguments must be a JSON string", param="messages") from None
+        raise CompatError("tool_calls[].function.arguments must be a JSON string",
+                          param=f"messages[{i}].tool_calls[{j}].function.arguments") from None
 
 
-def text_of(content: Any, param: str = "messages") -> str:
-    """Content that must be text (system, tool): a string or a list of text parts."""
+def tool_calls(calls: Any, i: int) -> list[dict[str, Any]]:
+    """Message `i`'s `tool_calls` (not null), checked to be an array of objects whose
+    `function` is an object."""
+    if not isinstance(calls, list):
+        raise type_error(f"messages[{i}].tool_calls", "an array")
+    for j, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise type_error(f"messages[{i}].tool_calls[{j}]", "an object")
+        if not isinstance(call.get("function"), (dict, type(None))):
+            raise type_error(f"messages[{i}].tool_calls[{j}].function", "an object")
+    return calls
+
+
+def text_error(i: int, j: int) -> CompatError:
+    """The 400 for the text of message `i`'s content part `j` not being a string."""
+    return type_error(f"messages[{i}].content[{j}].text", "a string")
+
+
+def content_error(i: int, j: int | None = None) -> CompatError:
+    """The 400 for message `i`'s content (`j`: its part `j`) being of the wrong type."""
+    if j is None:
+        return type_error(f"messages[{i}].content", "a string or an array of content parts")
+    return type_error(f"messages[{i}].content[{j}]", "a content part object")
+
+
+def text_of(content: Any, i: int) -> str:
+    """Message `i`'s content where it must be text (system, tool): a string or a list of
+    text parts."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):
+        raise content_error(i)
     parts = []
-    for part in content:
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise content_error(i, j)
         if part.get("type") != "text":
-            raise CompatError(f"only text parts are allowed here, got {part.get('type')!r}", param=param)
-        parts.append(part.get("text", ""))
+            raise CompatError(f"only text parts are allowed here, got {part.get('type')!r}",
+                              param=f"messages[{i}].content[{j}]")
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise text_error(i, j)
+        parts.append(text)
     return "".join(parts)
 
 

@@ -11,7 +11,8 @@ from aigw import _json
 
 
 def models_body(providers: Collection[str], prices: Any) -> bytes:
-    """The OpenAI `list` of priced models whose provider is configured, as JSON bytes."""
+    """The OpenAI `list` of priced models of `providers` (those the compat endpoint
+    serves), as JSON bytes."""
     data = []
     for owner, models in sorted(prices.providers().items()):
         if owner not in providers:

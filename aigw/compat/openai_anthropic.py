@@ -47,10 +47,10 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "m
 def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
     """OpenAI request dict -> (`v1/messages`, headers, Anthropic body bytes)."""
     oa.check_params(body, POLICY, PROVIDER)
-    fmt = (body.get("response_format") or {}).get("type", "text")
+    fmt = oa.obj(body.get("response_format"), "response_format").get("type", "text")
     if fmt != "text":
         raise CompatError(f"response_format {fmt!r} is not supported by anthropic", param="response_format")
-    system, messages = _messages(body.get("messages") or [])
+    system, messages = _messages(oa.array(body.get("messages"), "messages"))
     out: dict[str, Any] = {"model": model, "messages": messages}
     if system:
         out["system"] = system
@@ -62,8 +62,9 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     stop = oa.stop_list(body)
     if stop:
         out["stop_sequences"] = stop
-    if body.get("tools"):
-        out["tools"] = [_tool(t) for t in body["tools"]]
+    tools = oa.array(body.get("tools"), "tools")
+    if tools:
+        out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
@@ -74,27 +75,29 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     return "v1/messages", HEADERS, _json.dumps(out)
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
-    for msg in messages:
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise oa.type_error(f"messages[{i}]", "an object")
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
-            text = oa.text_of(content)
+            text = oa.text_of(content, i)
             if text:
                 system.append({"type": "text", "text": text})
             continue
         if role == "user":
-            blocks = _user_blocks(content)
+            blocks = _user_blocks(content, i)
         elif role == "assistant":
-            blocks = _assistant_blocks(msg)
+            blocks = _assistant_blocks(msg, i)
         elif role == "tool":
             role = "user"
             blocks = [{"type": "tool_result", "tool_use_id": msg.get("tool_call_id", ""),
-                       "content": oa.text_of(content)}]
+                       "content": oa.text_of(content, i)}]
         else:
-            raise CompatError(f"message role {role!r} is not supported by anthropic", param="messages")
+            raise CompatError(f"message role {role!r} is not supported by anthropic", param=f"messages[{i}].role")
         if not blocks:
             continue  # Anthropic rejects empty turns; an empty message carries nothing.
         # Anthropic wants alternating turns: tool results and the next user text share one.
@@ -105,48 +108,64 @@ def _messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     return system, out
 
 
-def _user_blocks(content: Any) -> list[dict[str, Any]]:
+def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise oa.content_error(i)
     blocks: list[dict[str, Any]] = []
-    for part in content or []:
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            if part.get("text"):
-                blocks.append({"type": "text", "text": part["text"]})
+            text = part.get("text")
+            if text:
+                if not isinstance(text, str):
+                    raise oa.text_error(i, j)
+                blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
-            blocks.append(_image(part.get("image_url") or {}))
+            blocks.append(_image(oa.image_url(part, i, j), f"messages[{i}].content[{j}]"))
         else:
-            raise CompatError(f"content part {kind!r} is not supported by anthropic", param="messages")
+            raise CompatError(f"content part {kind!r} is not supported by anthropic",
+                              param=f"messages[{i}].content[{j}]")
     return blocks
 
 
-def _image(image: dict[str, Any]) -> dict[str, Any]:
-    url = image.get("url", "")
-    data = oa.parse_data_url(url)
+def _image(url: str, param: str) -> dict[str, Any]:
+    data = oa.parse_data_url(url, param)
     if data is not None:
         return {"type": "image", "source": {"type": "base64", "media_type": data[0], "data": data[1]}}
     if oa.is_http_url(url):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise CompatError("image_url.url must be a data URL or an http(s) link", param="messages")
+    raise CompatError("image_url.url must be a data URL or an http(s) link", param=param)
 
 
-def _assistant_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+def _assistant_blocks(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    text = oa.text_of(msg.get("content"))
+    text = oa.text_of(msg.get("content"), i)
     if text:
         blocks.append({"type": "text", "text": text})
-    for call in msg.get("tool_calls") or []:
+    calls = msg.get("tool_calls")
+    if calls is None:
+        return blocks
+    for j, call in enumerate(oa.tool_calls(calls, i)):
         fn = call.get("function") or {}
         blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""),
-                       "input": oa.parse_arguments(fn.get("arguments", ""))})
+                       "input": oa.parse_arguments(fn.get("arguments", ""), i, j)})
     return blocks
 
 
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool(tool: Any, i: int) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise oa.type_error(f"tools[{i}]", "an object")
     if tool.get("type") != "function":
-        raise CompatError(f"tool type {tool.get('type')!r} is not supported by anthropic", param="tools")
+        raise CompatError(f"tool type {tool.get('type')!r} is not supported by anthropic", param=f"tools[{i}]")
     fn = tool.get("function") or {}
+    if not isinstance(fn, dict):
+        raise oa.type_error(f"tools[{i}].function", "an object")
     out: dict[str, Any] = {"name": fn.get("name", ""),
                            "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
     if fn.get("description"):
@@ -164,7 +183,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif choice == "none":
         out = {"type": "none"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        out = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+        out = {"type": "tool", "name": oa.obj(choice.get("function"), "tool_choice.function").get("name", "")}
     else:
         raise CompatError(f"tool_choice {choice!r} is not supported by anthropic", param="tool_choice")
     if out is not None and parallel is False and out["type"] != "none":
@@ -172,30 +191,42 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return out
 
 
-def _usage(raw: dict[str, Any]) -> dict[str, Any]:
-    cached = raw.get("cache_read_input_tokens")
+def _usage(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raw = {}
+    cached = oa.count_or_none(raw.get("cache_read_input_tokens"))
     # OpenAI's prompt_tokens counts cached input too; Anthropic reports the parts apart.
-    prompt = (raw.get("input_tokens") or 0) + (raw.get("cache_creation_input_tokens") or 0) + (cached or 0)
-    return oa.usage(prompt, raw.get("output_tokens") or 0, cached=cached)
+    prompt = oa.count(raw.get("input_tokens")) + oa.count(raw.get("cache_creation_input_tokens")) + (cached or 0)
+    return oa.usage(prompt, oa.count(raw.get("output_tokens")), cached=cached)
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete Anthropic message -> OpenAI chat.completion JSON bytes."""
-    msg = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete Anthropic message -> OpenAI chat.completion JSON bytes; None if the body
+    is not a message (its `content` blocks), which the relay answers as an error."""
+    msg = oa.loads_object(body)
+    if msg is None or not isinstance(msg.get("content"), list):
+        return None
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in msg.get("content") or []:
-        if block.get("type") == "text":
-            texts.append(block.get("text", ""))
-        elif block.get("type") == "tool_use":
+    for block in msg["content"]:
+        if not isinstance(block, dict):
+            return None
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text", "")
+            if not isinstance(text, str):
+                return None
+            texts.append(text)
+        elif kind == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function",
                           "function": {"name": block.get("name", ""),
                                        "arguments": _json.dumps(block.get("input") or {}).decode()}})
     content = "".join(texts) if texts or not calls else None
-    finish = _FINISH.get(msg.get("stop_reason") or "end_turn", "stop")
+    reason = msg.get("stop_reason")
+    finish = _FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
     choice = oa.message_choice(0, content, calls, finish)
-    return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage") or {}))
+    return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage")))
 
 
 def translate_error(status: int, body: bytes) -> bytes:

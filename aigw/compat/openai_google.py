@@ -19,6 +19,7 @@ tool message is matched back to its function name through the earlier assistant 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -44,6 +45,10 @@ POLICY = {
 
 _GEN_KEYS = (("temperature", "temperature"), ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
              ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
+# The model is the one path segment before `:method`: it may hold neither `/` nor `:`
+# (oa.UNSAFE_IN_PATH without them).
+_UNSAFE_IN_SEGMENT = re.compile(r'[^!"$&-.0-9;->@-~]')
+_NAMES: set[str] = set()  # model names that passed oa.path_model
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
 
 
@@ -52,7 +57,7 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     oa.check_params({k: v for k, v in body.items() if k != "parallel_tool_calls"}, POLICY, PROVIDER)
     if body.get("parallel_tool_calls") is False:
         raise CompatError("parallel_tool_calls=false is not supported by google", param="parallel_tool_calls")
-    system, contents = _contents(body.get("messages") or [])
+    system, contents = _contents(oa.array(body.get("messages"), "messages"))
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
@@ -69,37 +74,40 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     gen.update(_response_format(body.get("response_format")))
     if gen:
         out["generationConfig"] = gen
-    if body.get("tools"):
-        out["tools"] = [{"functionDeclarations": [_declaration(t) for t in body["tools"]]}]
+    tools = oa.array(body.get("tools"), "tools")
+    if tools:
+        out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(tools)]}]
     if body.get("tool_choice") is not None:
         out["toolConfig"] = {"functionCallingConfig": _tool_choice(body["tool_choice"])}
-    name = model.removeprefix("models/")
+    name = oa.path_model(model.removeprefix("models/"), _NAMES, _UNSAFE_IN_SEGMENT)
     path = f"v1beta/models/{name}:streamGenerateContent?alt=sse" if stream else f"v1beta/models/{name}:generateContent"
     return path, HEADERS, _json.dumps(out)
 
 
-def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, for functionResponse
-    for msg in messages:
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise oa.type_error(f"messages[{i}]", "an object")
         role = msg.get("role")
         content = msg.get("content")
         if role in ("system", "developer"):
-            text = oa.text_of(content)
+            text = oa.text_of(content, i)
             if text:
                 system.append({"text": text})
             continue
         if role == "user":
-            parts = _user_parts(content)
+            parts = _user_parts(content, i)
         elif role == "assistant":
             role = "model"
-            parts = _model_parts(msg, names)
+            parts = _model_parts(msg, i, names)
         elif role == "tool":
             role = "user"
-            parts = [_function_response(msg, names)]
+            parts = [_function_response(msg, i, names)]
         else:
-            raise CompatError(f"message role {role!r} is not supported by google", param="messages")
+            raise CompatError(f"message role {role!r} is not supported by google", param=f"messages[{i}].role")
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:
@@ -109,47 +117,67 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     return system, contents
 
 
-def _user_parts(content: Any) -> list[dict[str, Any]]:
+def _user_parts(content: Any, i: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise oa.content_error(i)
     parts: list[dict[str, Any]] = []
-    for part in content or []:
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise oa.content_error(i, j)
         kind = part.get("type")
         if kind == "text":
-            if part.get("text"):
-                parts.append({"text": part["text"]})
+            text = part.get("text")
+            if text:
+                if not isinstance(text, str):
+                    raise oa.text_error(i, j)
+                parts.append({"text": text})
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            data = oa.parse_data_url(url)
+            url = oa.image_url(part, i, j)
+            data = oa.parse_data_url(url, f"messages[{i}].content[{j}]")
             if data is not None:
                 parts.append({"inlineData": {"mimeType": data[0], "data": data[1]}})
             elif url.startswith(FILES_PREFIX):
                 parts.append({"fileData": {"fileUri": url}})
             else:
-                raise CompatError("google accepts images as data URLs or Files API links only", param="messages")
+                raise CompatError("google accepts images as data URLs or Files API links only",
+                                  param=f"messages[{i}].content[{j}]")
         else:
-            raise CompatError(f"content part {kind!r} is not supported by google", param="messages")
+            raise CompatError(f"content part {kind!r} is not supported by google",
+                              param=f"messages[{i}].content[{j}]")
     return parts
 
 
-def _model_parts(msg: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
+def _model_parts(msg: dict[str, Any], i: int, names: dict[str, str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    text = oa.text_of(msg.get("content"))
+    text = oa.text_of(msg.get("content"), i)
     if text:
         parts.append({"text": text})
-    for call in msg.get("tool_calls") or []:
+    calls = msg.get("tool_calls")
+    if calls is None:
+        return parts
+    for j, call in enumerate(oa.tool_calls(calls, i)):
         fn = call.get("function") or {}
-        names[call.get("id", "")] = fn.get("name", "")
-        args = oa.parse_arguments(fn.get("arguments", ""))
+        call_id = call.get("id", "")
+        if not isinstance(call_id, str):
+            raise oa.type_error(f"messages[{i}].tool_calls[{j}].id", "a string")
+        names[call_id] = fn.get("name", "")
+        args = oa.parse_arguments(fn.get("arguments", ""), i, j)
         parts.append({"functionCall": {"name": fn.get("name", ""), "args": args}})
     return parts
 
 
-def _function_response(msg: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _function_response(msg: dict[str, Any], i: int, names: dict[str, str]) -> dict[str, Any]:
     call_id = msg.get("tool_call_id", "")
+    if not isinstance(call_id, str):
+        raise oa.type_error(f"messages[{i}].tool_call_id", "a string")
     if call_id not in names:
-        raise CompatError(f"tool message {call_id!r} answers no earlier assistant tool call", param="messages")
-    text = oa.text_of(msg.get("content"))
+        raise CompatError(f"tool message {call_id!r} answers no earlier assistant tool call",
+                          param=f"messages[{i}].tool_call_id")
+    text = oa.text_of(msg.get("content"), i)
     try:
         value = _json.loads(text)
     except _json.JSONDecodeError:
@@ -159,14 +187,15 @@ def _function_response(msg: dict[str, Any], names: dict[str, str]) -> dict[str, 
     return {"functionResponse": {"name": names[call_id], "response": response}}
 
 
-def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
-    kind = (fmt or {}).get("type", "text")
+def _response_format(value: Any) -> dict[str, Any]:
+    fmt = oa.obj(value, "response_format")
+    kind = fmt.get("type", "text")
     if kind == "text":
         return {}
     if kind == "json_object":
         return {"responseMimeType": "application/json"}
     if kind == "json_schema":
-        schema = ((fmt or {}).get("json_schema") or {}).get("schema")
+        schema = oa.obj(fmt.get("json_schema"), "response_format.json_schema").get("schema")
         out: dict[str, Any] = {"responseMimeType": "application/json"}
         if schema is not None:
             out["responseJsonSchema"] = schema
@@ -174,10 +203,14 @@ def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
     raise CompatError(f"response_format {kind!r} is not supported by google", param="response_format")
 
 
-def _declaration(tool: dict[str, Any]) -> dict[str, Any]:
+def _declaration(tool: Any, i: int) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise oa.type_error(f"tools[{i}]", "an object")
     if tool.get("type") != "function":
-        raise CompatError(f"tool type {tool.get('type')!r} is not supported by google", param="tools")
+        raise CompatError(f"tool type {tool.get('type')!r} is not supported by google", param=f"tools[{i}]")
     fn = tool.get("function") or {}
+    if not isinstance(fn, dict):
+        raise oa.type_error(f"tools[{i}].function", "an object")
     out: dict[str, Any] = {"name": fn.get("name", "")}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -191,7 +224,8 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     if choice in ("auto", "required", "none"):
         return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name", "")]}
+        fn = oa.obj(choice.get("function"), "tool_choice.function")
+        return {"mode": "ANY", "allowedFunctionNames": [fn.get("name", "")]}
     raise CompatError(f"tool_choice {choice!r} is not supported by google", param="tool_choice")
 
 
@@ -203,12 +237,14 @@ def _finish(reason: str | None, has_calls: bool) -> str:
     return "tool_calls" if has_calls else "stop"
 
 
-def _usage(meta: dict[str, Any]) -> dict[str, Any]:
-    thoughts = meta.get("thoughtsTokenCount")
+def _usage(meta: Any) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        meta = {}
+    thoughts = oa.count_or_none(meta.get("thoughtsTokenCount"))
     # Thinking tokens are billed as output, as OpenAI's reasoning_tokens are.
-    completion = (meta.get("candidatesTokenCount") or 0) + (thoughts or 0)
-    return oa.usage(meta.get("promptTokenCount") or 0, completion, meta.get("totalTokenCount"),
-                    meta.get("cachedContentTokenCount"), thoughts)
+    completion = oa.count(meta.get("candidatesTokenCount")) + (thoughts or 0)
+    return oa.usage(oa.count(meta.get("promptTokenCount")), completion, oa.count_or_none(meta.get("totalTokenCount")),
+                    oa.count_or_none(meta.get("cachedContentTokenCount")), thoughts)
 
 
 def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
@@ -218,15 +254,29 @@ def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes."""
-    data = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes; None
+    if the body is not one (neither `candidates` nor a blocked prompt's `promptFeedback`),
+    which the relay answers as an error."""
+    data = oa.loads_object(body)
+    if data is None:
+        return None
+    candidates = data.get("candidates")
+    if candidates is None:
+        candidates = []
+        if not isinstance(data.get("promptFeedback"), dict):
+            return None
+    elif not isinstance(candidates, list):
+        return None
     cid = new_id()
     choices = []
     minted = 0
-    for pos, cand in enumerate(data.get("candidates") or []):
+    for pos, cand in enumerate(candidates):
+        parts = _parts(cand)
+        if parts is None:
+            return None
         texts, calls = [], []
-        for part in (cand.get("content") or {}).get("parts") or []:
+        for part in parts:
             if part.get("thought"):
                 continue  # thought summaries are not part of the OpenAI message
             if "text" in part:
@@ -235,11 +285,33 @@ def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock 
                 calls.append(_call(part, f"call_{cid[-12:]}_{minted}"))
                 minted += 1
         content = "".join(texts) if texts or not calls else None
+        reason = cand.get("finishReason")
         choices.append(oa.message_choice(cand.get("index", pos), content, calls,
-                                         _finish(cand.get("finishReason"), bool(calls))))
+                                         _finish(reason if isinstance(reason, str) else None, bool(calls))))
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
         choices.append(oa.message_choice(0, "", [], "content_filter"))
-    return oa.completion(cid, int(clock()), model, choices, _usage(data.get("usageMetadata") or {}))
+    return oa.completion(cid, int(clock()), model, choices, _usage(data.get("usageMetadata")))
+
+
+def _parts(cand: Any) -> list[dict[str, Any]] | None:
+    """A reply candidate's content parts; None if it is not a candidate of that shape."""
+    if not isinstance(cand, dict):
+        return None
+    content = cand.get("content")
+    if content is None:
+        return []  # a candidate stopped before any content (finishReason SAFETY)
+    if not isinstance(content, dict):
+        return None
+    parts = content.get("parts")
+    if parts is None:
+        return []
+    if not isinstance(parts, list):
+        return None
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("text", ""), str) or \
+                not isinstance(part.get("functionCall", {}), dict):
+            return None
+    return parts
 
 
 def translate_error(status: int, body: bytes) -> bytes:

@@ -40,13 +40,15 @@ POLICY = {
                     REFUSED),
 }
 
+_NAMES: set[str] = set()  # model names that passed oa.path_model
 _SAME = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
 
 
 def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
     """OpenAI request dict -> (`{model}` under ai/run, headers, Workers AI body bytes)."""
     oa.check_params(body, POLICY, PROVIDER)
-    out: dict[str, Any] = {"messages": [_message(m) for m in body.get("messages") or []]}
+    out: dict[str, Any] = {"messages": [_message(m, i) for i, m in enumerate(
+        oa.array(body.get("messages"), "messages"))]}
     limit = oa.max_tokens(body)
     if limit is not None:
         out["max_tokens"] = limit
@@ -59,54 +61,75 @@ def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, 
     choice = body.get("tool_choice")
     if choice not in (None, "auto", "none"):
         raise CompatError(f"tool_choice {choice!r} is not supported by workers-ai", param="tool_choice")
-    if body.get("tools") and choice != "none":  # "none" means: the model sees no tools
-        for tool in body["tools"]:
+    tools = oa.array(body.get("tools"), "tools")
+    if tools and choice != "none":  # "none" means: the model sees no tools
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                raise oa.type_error(f"tools[{i}]", "an object")
             if tool.get("type") != "function":
-                raise CompatError(f"tool type {tool.get('type')!r} is not supported by workers-ai", param="tools")
-        out["tools"] = body["tools"]
+                raise CompatError(f"tool type {tool.get('type')!r} is not supported by workers-ai",
+                                  param=f"tools[{i}]")
+            if not isinstance(tool.get("function"), dict):
+                raise oa.type_error(f"tools[{i}].function", "an object")
+        out["tools"] = tools
     if stream:
         out["stream"] = True
-    return model.lstrip("/"), HEADERS, _json.dumps(out)
+    return oa.path_model(model.lstrip("/"), _NAMES), HEADERS, _json.dumps(out)
 
 
-def _message(msg: dict[str, Any]) -> dict[str, Any]:
+def _message(msg: Any, i: int) -> dict[str, Any]:
+    if not isinstance(msg, dict):
+        raise oa.type_error(f"messages[{i}]", "an object")
     role = msg.get("role")
     if role == "developer":
         role = "system"
     if role not in ("system", "user", "assistant", "tool"):
-        raise CompatError(f"message role {role!r} is not supported by workers-ai", param="messages")
-    out: dict[str, Any] = {"role": role, "content": _content(msg.get("content"))}
+        raise CompatError(f"message role {role!r} is not supported by workers-ai", param=f"messages[{i}].role")
+    out: dict[str, Any] = {"role": role, "content": _content(msg.get("content"), i)}
     if msg.get("tool_calls"):
-        out["tool_calls"] = msg["tool_calls"]
+        out["tool_calls"] = oa.tool_calls(msg["tool_calls"], i)
     if msg.get("tool_call_id"):
         out["tool_call_id"] = msg["tool_call_id"]
     return out
 
 
-def _content(content: Any) -> Any:
+def _content(content: Any, i: int) -> Any:
     if content is None or isinstance(content, str):
         return content or ""
-    if all(part.get("type") == "text" for part in content):
-        return oa.text_of(content)
-    for part in content:
+    if not isinstance(content, list):
+        raise oa.content_error(i)
+    texts: list[str] | None = []  # None: not text only
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise oa.content_error(i, j)
         kind = part.get("type")
-        if kind == "image_url":
-            if oa.parse_data_url((part.get("image_url") or {}).get("url", "")) is None:
-                raise CompatError("workers-ai accepts images as base64 data URLs only", param="messages")
-        elif kind != "text":
-            raise CompatError(f"content part {kind!r} is not supported by workers-ai", param="messages")
-    return content
+        if kind == "text":
+            text = part.get("text", "")
+            if not isinstance(text, str):
+                raise oa.text_error(i, j)
+            if texts is not None:
+                texts.append(text)
+        elif kind == "image_url":
+            texts = None
+            if oa.parse_data_url(oa.image_url(part, i, j), f"messages[{i}].content[{j}]") is None:
+                raise CompatError("workers-ai accepts images as base64 data URLs only",
+                                  param=f"messages[{i}].content[{j}]")
+        else:
+            raise CompatError(f"content part {kind!r} is not supported by workers-ai",
+                              param=f"messages[{i}].content[{j}]")
+    return "".join(texts) if texts is not None else content
 
 
-def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
-    kind = (fmt or {}).get("type", "text")
+def _response_format(value: Any) -> dict[str, Any] | None:
+    fmt = oa.obj(value, "response_format")
+    kind = fmt.get("type", "text")
     if kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json_schema", "json_schema": {"type": "object"}}
     if kind == "json_schema":
         # Workers AI wants the schema itself where OpenAI wraps it in {name, schema, strict}.
-        schema = ((fmt or {}).get("json_schema") or {}).get("schema") or {"type": "object"}
+        schema = oa.obj(fmt.get("json_schema"), "response_format.json_schema").get("schema") or {"type": "object"}
         return {"type": "json_schema", "json_schema": schema}
     raise CompatError(f"response_format {kind!r} is not supported by workers-ai", param="response_format")
 
@@ -122,31 +145,60 @@ def _calls(raw: list[dict[str, Any]], mint: str) -> list[dict[str, Any]]:
     return calls
 
 
-def _usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not raw:
+def _usage(raw: Any) -> dict[str, Any] | None:
+    if not raw or not isinstance(raw, dict):
         return None
-    return oa.usage(raw.get("prompt_tokens") or 0, raw.get("completion_tokens") or 0, raw.get("total_tokens"))
+    return oa.usage(oa.count(raw.get("prompt_tokens")), oa.count(raw.get("completion_tokens")),
+                    oa.count_or_none(raw.get("total_tokens")))
+
+
+def _call_list(raw: Any) -> list[dict[str, Any]] | None:
+    """A reply's `tool_calls` (null: none); None if they are not call objects."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        return None
+    for call in raw:
+        if not isinstance(call, dict) or not isinstance(call.get("function", {}), dict):
+            return None
+    return raw
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes:
-    """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON bytes."""
-    data = oa.loads_object(body) or {}
+                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+    """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON
+    bytes; None if the body is not a reply (no `response`, `tool_calls` or `choices`, or
+    `success: false`), which the relay answers as an error."""
+    data = oa.loads_object(body)
+    if data is None or data.get("success") is False:
+        return None
     inner = data.get("result")
     result: dict[str, Any] = inner if isinstance(inner, dict) else data
     cid = new_id()
-    if isinstance(result.get("choices"), list):  # models served through an OpenAI-shaped runtime
+    if "choices" in result:  # models served through an OpenAI-shaped runtime
+        if not isinstance(result["choices"], list):
+            return None
         choices = []
         for pos, ch in enumerate(result["choices"]):
-            msg = ch.get("message") or {}
-            calls = _calls(msg.get("tool_calls") or [], f"call_{cid[-12:]}_{pos}")
+            msg = (ch.get("message") or {}) if isinstance(ch, dict) else None
+            if not isinstance(msg, dict):
+                return None
+            raw = _call_list(msg.get("tool_calls"))
+            if raw is None:
+                return None
+            calls = _calls(raw, f"call_{cid[-12:]}_{pos}")
             choices.append(oa.message_choice(ch.get("index", pos), msg.get("content"), calls,
                                              ch.get("finish_reason") or ("tool_calls" if calls else "stop")))
         return oa.completion(cid, int(clock()), model, choices, _usage(result.get("usage")) or oa.usage(0, 0))
+    if "response" not in result and "tool_calls" not in result:
+        return None
     text = result.get("response")
     if text is not None and not isinstance(text, str):  # JSON mode returns the object itself
         text = _json.dumps(text).decode()
-    calls = _calls(result.get("tool_calls") or [], f"call_{cid[-12:]}")
+    raw = _call_list(result.get("tool_calls"))
+    if raw is None:
+        return None
+    calls = _calls(raw, f"call_{cid[-12:]}")
     content = text if text or not calls else None
     choice = oa.message_choice(0, content if content is not None or calls else "", calls,
                                "tool_calls" if calls else "stop")

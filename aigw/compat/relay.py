@@ -26,7 +26,8 @@ _JSON = "application/json"
 _SSE_HEADERS = (("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
                 ("X-Accel-Buffering", "no"))
 _CUT = (UpstreamCut, TimeoutError)
-# An in-band error (a 2xx stream whose first event is an error) has no HTTP status of its own.
+# An in-band error (a 2xx stream whose first event is an error, or a 2xx body that is not
+# the provider's reply) has no HTTP status of its own.
 IN_BAND_STATUS = 502
 
 
@@ -37,7 +38,7 @@ class TranslatingRelay:
 
     def __init__(self, module: ModuleType, model: str, include_usage: bool) -> None:
         self.module = module
-        self.model = model  # the client's `{provider}/{model}`, echoed in every reply
+        self.model = model  # the bare model (the client's without `{provider}/`), echoed in every reply
         self.include_usage = include_usage
 
     def __repr__(self) -> str:
@@ -59,7 +60,12 @@ class TranslatingRelay:
                     obs.mark_cut()
                 return self._json(IN_BAND_STATUS, error_body(
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
-            return self._json(200, self.module.translate_response(resp.status, body, self.model), extra)
+            out = self.module.translate_response(resp.status, body, self.model)
+            if out is None:
+                # A 2xx that is not the provider's reply (an HTML page, an error object) is
+                # no success: an error in OpenAI's shape, as for an in-band error.
+                return self._json(IN_BAND_STATUS, self.module.translate_error(resp.status, body), extra)
+            return self._json(200, out, extra)
         return await self._stream(request, ready, extra, obs)
 
     async def _stream(self, request: web.BaseRequest, ready: Ready,

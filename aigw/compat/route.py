@@ -160,7 +160,8 @@ class CompatRoutes:
     def __init__(self, providers: dict[str, Provider], prices: Any) -> None:
         self.known = frozenset(providers)
         self.routes = {slug: _route(p) for slug, p in providers.items()}
-        self.models = catalog.models_body(self.known, prices)
+        # only models this endpoint can serve are listed (not cohere's, say: no route)
+        self.models = catalog.models_body(frozenset(s for s, r in self.routes.items() if r is not None), prices)
 
     def __repr__(self) -> str:
         live = sum(r is not None for r in self.routes.values())
