@@ -212,7 +212,7 @@ async def commit(request: web.BaseRequest, ready: Ready, wire: str,
         resp.close()
         logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
         if attempt is not None:
-            attempt.mark_cut()
+            attempt.mark_failed()
         await _cut(request, out, wire if ready.is_sse else "")
         return out
     except ConnectionError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import gzip
 import zlib
 
@@ -328,3 +329,32 @@ async def test_a_cache_hit_of_a_compressed_reply_is_logged_decoded(make_gateway,
     assert [x["cached"] for x in rows] == [False, True]
     assert rows[1]["response_content_type"] == "application/json"
     assert await _stored_response(gw, rows[1]["id"]) == (200, CHAT_REPLY)
+
+
+async def test_translated_replies_that_are_not_the_providers_are_failed_rows(make_gateway, upstream,
+                                                                            tmp_path, caplog):
+    # A 2xx that is not Anthropic's reply (502 to the client), and a stream whose event has a
+    # member of the wrong type (an error event, then the cut): rows with success false, and
+    # no traceback in the process log.
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/messages", Reply(body=b"<html>oops</html>", headers={"Content-Type": "text/html"}))
+    async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                       json={"model": "anthropic/claude-haiku-4-5", "messages": []}) as r:
+        assert r.status == 502 and "error" in await r.json()
+    upstream.script("/v1/messages", Reply(chunks=[
+        b'event: message_start\ndata: {"type":"message_start","message":"not an object"}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"hi"}}\n\n'], chunk_delay=0.02,
+        headers={"Content-Type": "text/event-stream"}))
+    with caplog.at_level(logging.WARNING):
+        async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                           json={"model": "anthropic/claude-haiku-4-5", "stream": True, "messages": []}) as r:
+            assert r.status == 200
+            body = b""
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                async for piece in r.content.iter_any():
+                    body += piece
+    assert b"bad_upstream_event" in body and b"[DONE]" not in body
+    assert not [rec for rec in caplog.records if rec.exc_info]
+    rows = await _rows(gw)
+    assert [(x["status_code"], x["success"]) for x in rows] == [(200, False), (200, False)]

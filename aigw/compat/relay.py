@@ -57,13 +57,15 @@ class TranslatingRelay:
                 resp.close()
                 logger.warning("upstream body cut (%s)", type(exc).__name__)
                 if obs is not None:
-                    obs.mark_cut()
+                    obs.mark_failed()
                 return self._json(IN_BAND_STATUS, error_body(
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
             out = self.module.translate_response(resp.status, body, self.model)
             if out is None:
                 # A 2xx that is not the provider's reply (an HTML page, an error object) is
                 # no success: an error in OpenAI's shape, as for an in-band error.
+                if obs is not None:
+                    obs.mark_failed()
                 return self._json(IN_BAND_STATUS, self.module.translate_error(resp.status, body), extra)
             return self._json(200, out, extra)
         return await self._stream(request, ready, extra, obs)
@@ -74,15 +76,18 @@ class TranslatingRelay:
         tr = self.module.StreamTranslator(self.model, self.include_usage)
         if obs is not None:  # the log row's usage comes from the events the translator parses
             tr.on_usage = obs.usage_sink()
-        data = tr.feed(ready.head)
+        try:
+            data = tr.feed(ready.head)
+        except Exception as exc:  # an event of the wrong shape: the stream ends in an error
+            data = _unreadable(tr, exc)
         if ready.complete:
             # The whole stream came with its head (the attempt already released the
             # connection): translated at once and sent as one response, in one write.
-            tail = tr.finish()
+            tail = _finish(tr)
             if tr.finished and not tr.failed:
                 return web.Response(status=200, body=data + tail, headers=_SSE_HEADERS + extra)
             if obs is not None:  # an error event, or no finish reason: not a success
-                obs.mark_cut()
+                obs.mark_failed()
             out = web.StreamResponse(status=200, headers=_SSE_HEADERS + extra)
             try:
                 await out.prepare(request)
@@ -100,7 +105,10 @@ class TranslatingRelay:
                 while chunk := await read():
                     if obs is not None:  # the log capture sees the upstream's own bytes
                         obs.feed(chunk)
-                    data = tr.feed(chunk)
+                    try:
+                        data = tr.feed(chunk)
+                    except Exception as exc:
+                        data = _unreadable(tr, exc)
                     if data:
                         await out.write(data)
                     if tr.failed:
@@ -109,7 +117,7 @@ class TranslatingRelay:
             resp.close()
             logger.warning("upstream stream cut mid-way (%s)", type(exc).__name__)
             if obs is not None:
-                obs.mark_cut()
+                obs.mark_failed()
             await _cut(request, out, tr.error_event("upstream stream interrupted"))
             return out
         except ConnectionError:  # the client went away: drop the upstream, end quietly
@@ -122,12 +130,12 @@ class TranslatingRelay:
             resp.close()
         else:
             resp.release()
-        tail = tr.finish()  # ends in [DONE]; an incomplete stream must not
+        tail = _finish(tr)  # ends in [DONE]; an incomplete stream must not
         if tr.finished and not tr.failed:
             await out.write_eof(tail)  # the last chunks and the terminator in one write
             return out
         if obs is not None:  # an error event, or no finish reason: not a success
-            obs.mark_cut()
+            obs.mark_failed()
         await _cut(request, out, tail[: -len(DONE)])
         return out
 
@@ -150,6 +158,24 @@ class TranslatingRelay:
         for k, v in extra:
             resp.headers[k] = v
         return resp
+
+
+def _unreadable(tr: Any, exc: Exception) -> bytes:
+    """A 2xx stream event the translator could not read (a member of the wrong type): an
+    error event for the client, and the stream is failed from there on (no traceback: the
+    fault is the upstream's)."""
+    logger.warning("%s stream: an event could not be translated (%s)", tr.provider,
+                   type(exc).__name__)
+    return tr.error_event(f"{tr.provider} sent a stream event of an unexpected shape", "api_error",
+                          "bad_upstream_event")
+
+
+def _finish(tr: Any) -> bytes:
+    """`tr.finish()`, an unreadable last event included."""
+    try:
+        return tr.finish()
+    except Exception as exc:
+        return _unreadable(tr, exc) + DONE
 
 
 async def _cut(request: web.BaseRequest, out: web.StreamResponse, last: bytes) -> None:

@@ -212,7 +212,7 @@ class Attempt:
     """The committed attempt: watches relayed chunks, then writes its row."""
 
     __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "_scan", "size",
-                 "parts", "room", "decoder", "plain", "body", "kept", "truncated", "cut")
+                 "parts", "room", "decoder", "plain", "body", "kept", "truncated", "failed")
 
     def __init__(self, rec: Recorder, t: Any, row: LogRow, head: bytes, complete: bool,
                  started: float, encoding: bytes | None = None) -> None:
@@ -221,7 +221,7 @@ class Attempt:
         self.row = row
         self.started = started
         self.size = len(head)
-        self.cut = False  # the response was ended early (`mark_cut`)
+        self.failed = False  # the reply was not delivered whole (`mark_failed`)
         self.decoder = None if encoding is None else decoder(encoding)
         if self.decoder is not None:
             head = self.decoder.decode(head)
@@ -274,10 +274,11 @@ class Attempt:
             self.kept = len(tail)
             self.truncated = True
 
-    def mark_cut(self) -> None:
-        """The relay ended the response early (the upstream broke off, or sent an error
-        mid-stream): the row says the attempt did not succeed."""
-        self.cut = True
+    def mark_failed(self) -> None:
+        """The relay did not deliver a whole reply: the upstream broke off mid-way, or (a
+        translated reply) sent an error event, no finish reason, or a 2xx that is not its
+        reply. The row says the attempt did not succeed; its status is the upstream's."""
+        self.failed = True
 
     def usage_sink(self) -> Callable[[Any], None] | None:
         """Where a stream translator sends each parsed upstream event (usage is read from
@@ -301,7 +302,7 @@ class Attempt:
         elapsed = time.monotonic() - self.started
         row.duration = int(elapsed * 1000)
         usage = self._usage()
-        if self.cut:
+        if self.failed:
             row.success = False
         model = (usage.model if usage is not None else None) or \
             model_from_request(t.body or b"") or model_from_path(t.wire, t.target.partition("?")[0]) or ""
