@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from aiohttp import web
 
-from _logfixtures import ACCOUNT, GATEWAY, T0, make_row, pg_dsn, require_pg, unique_table
+from _logfixtures import ACCOUNT, GATEWAY, make_row, pg_dsn, require_pg, unique_table
 from aigw import _json
 from aigw.api import handle_api, split_api_path
 from aigw.logstore.sqlite import SqliteLogStore
