@@ -33,8 +33,10 @@ _SSE_EXTRA_NAMES = frozenset({b"x-accel-buffering", b"cache-control"})
 
 
 class Relay(Protocol):
-    """A target's own commit and failure rendering (the compat route's translating relay)."""
+    """A target's own commit and failure rendering (the compat route's translating relay),
+    and its say on whether a ready response is a reply at all (`vet`)."""
 
+    def vet(self, ready: Ready) -> Ready | Failure: ...
     async def commit(self, request: web.BaseRequest, ready: Ready,
                      extra: tuple[tuple[str, str], ...], obs: Any = None
                      ) -> web.StreamResponse: ...
@@ -291,6 +293,8 @@ async def run(request: web.BaseRequest, targets: list[Target],
         for n in range(1, policy.max_attempts + 1):
             started = clock()
             res = await attempt(t, hop)
+            if t.relay is not None and isinstance(res, Ready):
+                res = t.relay.vet(res)  # a 2xx that is not the provider's reply fails here
             if isinstance(res, Ready):
                 extra = base_extra + (("cf-aig-step", str(t.step)),) if universal else base_extra
                 if rec is None:

@@ -422,6 +422,28 @@ async def test_universal_mixed_fallback_returns_openai_format(upstream, gw):
         assert (await r.json())["error"]["message"].startswith("API key not valid")
 
 
+async def test_a_2xx_that_is_not_the_providers_reply_falls_back_to_the_next_step(upstream, gw):
+    # Vetted before the commit point: an HTML page with a 200 from step 0 is a failed
+    # attempt (like an in-band error), so the chain goes on to Gemini.
+    upstream.script("/v1/messages", Reply(body=b"<html>captive portal</html>", headers={"Content-Type": "text/html"}))
+    upstream.script(GEMINI + ":generateContent", Reply(body=read("google_response_text.json")))
+    steps = [{"provider": "compat", "endpoint": "chat/completions", "headers": {"Authorization": "Bearer sk-ant"},
+              "query": {"messages": HI, "model": "anthropic/claude-sonnet-4-5"}},
+             {"provider": "compat", "endpoint": "chat/completions", "headers": {"Authorization": "Bearer goog"},
+              "query": {"messages": HI, "model": "google-ai-studio/gemini-2.5-flash"}}]
+    async with gw.post("/v1/acct/gw", data=_json.dumps(steps)) as r:
+        assert r.status == 200 and r.headers["cf-aig-step"] == "1"
+        reply = openai.types.chat.ChatCompletion.model_validate(await r.json())
+    assert reply.choices[0].message.content == "Paris is the capital of France."
+    assert [s.path.split("?")[0] for s in upstream.seen[-2:]] == ["/v1/messages", GEMINI + ":generateContent"]
+    # the last step's such reply: 502 in OpenAI's shape, after its retries
+    upstream.script(GEMINI + ":generateContent", Reply(body=b"<html>captive portal</html>",
+                                                       headers={"Content-Type": "text/html"}))
+    async with gw.post("/v1/acct/gw", data=_json.dumps(steps)) as r:
+        assert r.status == 502 and r.headers["cf-aig-step"] == "1"
+        assert "error" in await r.json()
+
+
 async def test_universal_compat_step_validation(gw):
     step = {"provider": "compat", "endpoint": "v1/messages", "query": {"model": "anthropic/x", "messages": HI}}
     async with gw.post("/v1/acct/gw", data=_json.dumps([step])) as r:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aigw.compat._openai import DONE, error_body
 from aigw.compat.sse import SSESplitter
 from aigw.h1 import UpstreamCut
-from aigw.proxy import Failure, Ready
+from aigw.proxy import Failure, Ready, down_headers
 
 logger = logging.getLogger("aigw.compat.relay")
 
@@ -34,15 +34,29 @@ IN_BAND_STATUS = 502
 class TranslatingRelay:
     """Per-target: the translator module and what the client asked for."""
 
-    __slots__ = ("module", "model", "include_usage")
+    __slots__ = ("module", "model", "include_usage", "_vetted")
 
     def __init__(self, module: ModuleType, model: str, include_usage: bool) -> None:
         self.module = module
+        self._vetted: tuple[bytes, bytes] | None = None  # (body, its translation), from `vet`
         self.model = model  # the bare model (the client's without `{provider}/`), echoed in every reply
         self.include_usage = include_usage
 
     def __repr__(self) -> str:
         return f"<TranslatingRelay {self.module.PROVIDER} {self.model}>"
+
+    def vet(self, ready: Ready) -> Ready | Failure:
+        """Before the commit point: a 2xx JSON body read whole that is not the provider's
+        reply (an HTML page, JSON of another shape) is a failed attempt, retried or followed
+        by the next step like an in-band error, not a reply. Its translation is kept for
+        `commit`."""
+        if ready.is_sse or not ready.complete:
+            return ready
+        out = self.module.translate_response(ready.resp.status, ready.head, self.model)
+        if out is None:
+            return Failure(ready.resp.status, "in-band error", down_headers(ready.resp), ready.head)
+        self._vetted = (ready.head, out)
+        return ready
 
     async def commit(self, request: web.BaseRequest, ready: Ready,
                      extra: tuple[tuple[str, str], ...], obs: Any = None) -> web.StreamResponse:
@@ -60,7 +74,9 @@ class TranslatingRelay:
                     obs.mark_failed()
                 return self._json(IN_BAND_STATUS, error_body(
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
-            out = self.module.translate_response(resp.status, body, self.model)
+            vetted = self._vetted
+            out = vetted[1] if vetted is not None and vetted[0] is body else \
+                self.module.translate_response(resp.status, body, self.model)
             if out is None:
                 # A 2xx that is not the provider's reply (an HTML page, an error object) is
                 # no success: an error in OpenAI's shape, as for an in-band error.
@@ -144,7 +160,9 @@ class TranslatingRelay:
         if f.outcome == "in-band error":
             events = SSESplitter().feed(f.body + b"\n\n")
             payload = events[0].data if events else f.body
-            return self._json(IN_BAND_STATUS, self.module.translate_error(IN_BAND_STATUS, payload), extra)
+            # 502 to the client; the message quotes what the upstream sent, with its status
+            return self._json(IN_BAND_STATUS, self.module.translate_error(f.status or IN_BAND_STATUS, payload),
+                              extra)
         status = f.status or IN_BAND_STATUS
         headers = extra
         retry_after = next((v for k, v in f.headers or () if k.lower() == "retry-after"), None)

@@ -99,6 +99,7 @@ class Recorder:
         if not self.do_log:
             return
         row = self._row(t, started, code)
+        row.success = False  # an in-band error comes with a 2xx status
         self.last_id = row.id  # the error the client gets names this row (cf-aig-log-id)
         if headers is not None:
             for k, v in headers:
