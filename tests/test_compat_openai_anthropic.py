@@ -205,3 +205,44 @@ def test_an_event_whose_data_spans_lines_is_joined_before_parsing() -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[1].choices[0].delta.content == "hi" and chunks[2].choices[0].finish_reason == "stop"
     assert chunks[-1].usage.prompt_tokens == 7 and chunks[-1].usage.completion_tokens == 2
+
+
+_NO_ARGS_STREAM = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude","usage":'
+    b'{"input_tokens":9,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
+    b'{"type":"tool_use","id":"toolu_1","name":"now","input":{}}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+    b'{"type":"input_json_delta","partial_json":""}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":'
+    b'{"type":"tool_use","id":"toolu_2","name":"add","input":{}}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":'
+    b'{"type":"input_json_delta","partial_json":"{\\"a\\": 1}"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
+    b'"usage":{"output_tokens":12}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+@pytest.mark.parametrize("size", [1, 7, None])
+def test_a_streamed_tool_call_without_arguments_gets_an_empty_object(size: int | None) -> None:
+    # Anthropic streams `input: {}` and no (or only empty) argument deltas for a call that
+    # takes none; OpenAI's arguments must still be JSON, "{}" as in the non-streamed reply.
+    out = feed_in(t.StreamTranslator("claude", False, clock=clock, new_id=ids()), _NO_ARGS_STREAM, size)
+    calls = assembled_tool_calls(validate_stream(out))
+    assert {i: (c["name"], c["arguments"]) for i, c in calls.items()} == \
+        {0: ("now", "{}"), 1: ("add", '{"a": 1}')}
+    reply = _json.dumps({"id": "m", "model": "claude", "stop_reason": "tool_use", "usage": {},
+                         "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]})
+    whole = validate_completion(t.translate_response(200, reply, "claude"))
+    assert whole.choices[0].message.tool_calls[0].function.arguments == "{}"
+
+
+def test_context_window_exceeded_is_a_length_finish() -> None:
+    stream = _NO_ARGS_STREAM.replace(b'"stop_reason":"tool_use"', b'"stop_reason":"model_context_window_exceeded"')
+    chunks = validate_stream(feed_in(t.StreamTranslator("claude", False, clock=clock, new_id=ids()), stream, None))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    reply = _json.dumps({"id": "m", "model": "claude", "stop_reason": "model_context_window_exceeded",
+                         "usage": {}, "content": [{"type": "text", "text": "cut"}]})
+    assert validate_completion(t.translate_response(200, reply, "claude")).choices[0].finish_reason == "length"

@@ -357,3 +357,16 @@ async def test_translated_replies_that_are_not_the_providers_are_failed_rows(mak
     assert not [rec for rec in caplog.records if rec.exc_info]
     rows = await _rows(gw)
     assert [(x["status_code"], x["success"]) for x in rows] == [(200, False), (200, False)]
+
+
+async def test_time_to_first_byte_is_observed_in_fractions_of_a_second(make_gateway, upstream, tmp_path):
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/chat", Reply(body=CHAT_REPLY, delay=0.0125))
+    async with gw.post("/v1/acct/gw1/openai/chat/completions", data=b"{}") as r:
+        assert r.status == 200
+    async with gw.request("GET", "/metrics") as r:
+        text = await r.text()
+    total = next(float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith('aigw_upstream_ttfb_seconds_sum{provider="openai"}'))
+    assert 0.0125 <= total < 1.0 and total * 1000 != int(total * 1000)
+    assert 'aigw_upstream_ttfb_seconds_bucket{provider="openai",le="0.01"} 0' in text

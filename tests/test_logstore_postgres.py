@@ -88,3 +88,28 @@ async def test_a_table_from_an_earlier_version_gains_the_new_columns():
     finally:
         await s.drop()
         await s.close()
+
+
+@pytest.mark.parametrize("strategy", ["DELETE_OLDEST", "STOP_INSERTING"])
+async def test_retention_counts_again_after_an_api_delete(strategy):
+    # The store recounts only every count_every seconds; rows deleted through the API must
+    # not be counted as still there (DELETE_OLDEST would delete live rows as excess,
+    # STOP_INSERTING would refuse rows there is room for).
+    require_pg()
+    from aigw.logstore.postgres import PostgresLogStore
+    s = PostgresLogStore(pg_dsn(), table=unique_table(), max_rows=10, count_every=3600,
+                         strategy=strategy)
+    await s.start()
+    try:
+        rows = [make_row(i) for i in range(10)]
+        await s.insert_many(rows)
+        deleted = await s.delete(ACCOUNT, GATEWAY, parse_query(MultiDict(direction="asc", limit="5"), delete=True))
+        assert deleted == 5
+        fresh = [make_row(20 + i) for i in range(3)]
+        assert await s.insert_many(fresh) == 3 and s.rejected == 0
+        got, info = await s.list(ACCOUNT, GATEWAY, parse_query(MultiDict(direction="asc")))
+        assert info["total_count"] == 8
+        assert {r["id"] for r in got} == {r.id for r in rows[5:]} | {r.id for r in fresh}
+    finally:
+        await s.drop()
+        await s.close()

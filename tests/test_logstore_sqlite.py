@@ -227,3 +227,49 @@ def test_row_values_bind_without_sqlite3s_adapter_lookup():
     assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
     con = sqlite3.connect(":memory:")
     assert con.execute("SELECT ? IS NULL, typeof(?)", (None, bytearray(b"x"))).fetchone() == (1, "blob")
+
+
+@pytest.mark.parametrize("strategy", ["DELETE_OLDEST", "STOP_INSERTING"])
+async def test_max_rows_holds_for_every_process_writing_the_file(tmp_path, strategy):
+    # `aigw serve --workers N`: each worker has its own store on one file. The count is kept
+    # in the file, in the same transactions as the rows, so max_rows holds for all of them,
+    # and a delete through one worker's API is seen by the others.
+    path = str(tmp_path / "shared.sqlite")
+    a = SqliteLogStore(path, max_rows=10, strategy=strategy)
+    b = SqliteLogStore(path, max_rows=10, strategy=strategy)
+    await a.start()
+    await b.start()
+    try:
+        await a.insert_many([make_row(i) for i in range(8)])
+        await b.insert_many([make_row(10 + i) for i in range(8)])
+        await a.insert_many([make_row(20 + i) for i in range(3)])
+        _, info = await b.list(ACCOUNT, GATEWAY, parse_query(MultiDict()))
+        assert info["total_count"] == 10
+        assert a.rejected + b.rejected == (9 if strategy == "STOP_INSERTING" else 0)
+        assert await a.delete(ACCOUNT, GATEWAY, parse_query(MultiDict(limit="4"), delete=True)) == 4
+        late = [make_row(30 + i) for i in range(4)]
+        assert await b.insert_many(late) == 4
+        rows, info = await a.list(ACCOUNT, GATEWAY, parse_query(MultiDict(per_page="50")))
+        assert info["total_count"] == 10 and len(rows) == 10
+        assert {r.id for r in late} <= {r["id"] for r in rows}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_file_from_before_the_count_table_is_counted_once(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    s = SqliteLogStore(path)
+    await s.start()
+    await s.insert_many([make_row(i) for i in range(3)])
+    await s.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE aigw_logs_count")  # as a file written by an earlier version
+    db.commit()
+    db.close()
+    s = SqliteLogStore(path, max_rows=4, strategy="STOP_INSERTING")
+    await s.start()
+    try:
+        assert await s.insert_many([make_row(10 + i) for i in range(3)]) == 1 and s.rejected == 2
+    finally:
+        await s.close()

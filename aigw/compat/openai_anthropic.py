@@ -41,7 +41,7 @@ POLICY = {
 }
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
-           "tool_use": "tool_calls", "refusal": "content_filter"}
+           "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
 
 
 def build_request(body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]:
@@ -247,6 +247,7 @@ _TEXT_EVENT = re.compile(
     rb'"delta":\{"type":"text_delta","text":("[^"\\\n]*(?:\\.[^"\\\n]*)*")\}\}\n\n')
 _QUIET = tuple(b'event: %s\ndata: {"type":%s"%s"' % (name, space, name)
                for name in (b"ping", b"content_block_stop", b"message_stop") for space in (b"", b" "))
+_BLOCK_STOP = b'event: content_block_stop\n'
 _TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
 _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 # Events parsed without the general splitter: their one data line is handed to _data.
@@ -263,11 +264,16 @@ class StreamTranslator(oa.ChunkStream):
         super().__init__(model, include_usage, clock=clock, new_id=new_id)
         self._raw_usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
+        # tool_use blocks whose arguments have not started: one with none at its stop gets
+        # "{}", as the non-streamed reply has (Anthropic streams `input: {}` and no delta)
+        self._no_args: set[int] = set()
 
     TEXT_EVENT = _TEXT_EVENT
 
     def _fast(self, block: bytes) -> bytes | None:
         if block.startswith(_QUIET):
+            if self._no_args and block.startswith(_BLOCK_STOP):
+                return None  # a tool block may close without arguments: parsed
             return b""
         if block.startswith(_TEXT_START) and block.endswith(_EMPTY_TEXT) and \
                 block[len(_TEXT_START):-len(_EMPTY_TEXT)].isdigit():
@@ -295,6 +301,12 @@ class StreamTranslator(oa.ChunkStream):
             return self._block_start(data.get("index", 0), data.get("content_block") or {})
         if kind == "content_block_delta":
             return self._block_delta(data.get("index", 0), data.get("delta") or {})
+        if kind == "content_block_stop":
+            index = data.get("index", 0)
+            if index in self._no_args:
+                self._no_args.discard(index)
+                return self.chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": "{}"}}]})
+            return b""
         if kind == "message_delta":
             self._raw_usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
             self.usage = _usage(self._raw_usage)
@@ -314,14 +326,21 @@ class StreamTranslator(oa.ChunkStream):
             return self.content_chunk(block["text"])
         if block.get("type") == "tool_use":
             self._tools[index] = call = len(self._tools)
+            given = block.get("input")  # {} when streamed; anything else is sent at once
+            if given:
+                arguments = _json.dumps(given).decode()
+            else:
+                arguments = ""
+                self._no_args.add(index)
             return self.chunk({"tool_calls": [{"index": call, "id": block.get("id", ""), "type": "function",
-                                               "function": {"name": block.get("name", ""), "arguments": ""}}]})
+                                               "function": {"name": block.get("name", ""), "arguments": arguments}}]})
         return b""
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> bytes:
         if delta.get("type") == "text_delta":
             return self.content_chunk(delta.get("text", ""))
         if delta.get("type") == "input_json_delta" and delta.get("partial_json") and index in self._tools:
+            self._no_args.discard(index)
             return self.chunk({"tool_calls": [{"index": self._tools[index],
                                                "function": {"arguments": delta["partial_json"]}}]})
         return b""  # thinking and signature deltas have no OpenAI chat equivalent

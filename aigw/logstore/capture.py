@@ -213,7 +213,8 @@ class Attempt:
     """The committed attempt: watches relayed chunks, then writes its row."""
 
     __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "_scan", "size",
-                 "parts", "room", "decoder", "plain", "body", "kept", "truncated", "failed")
+                 "parts", "room", "decoder", "plain", "body", "kept", "truncated", "failed",
+                 "ttfb")
 
     def __init__(self, rec: Recorder, t: Any, row: LogRow, head: bytes, complete: bool,
                  started: float, encoding: bytes | None = None) -> None:
@@ -221,6 +222,7 @@ class Attempt:
         self.t = t
         self.row = row
         self.started = started
+        self.ttfb = time.monotonic() - started  # seconds, for the histogram (the row has ms)
         self.size = len(head)
         self.failed = False  # the reply was not delivered whole (`mark_failed`)
         self.decoder = None if encoding is None else decoder(encoding)
@@ -313,8 +315,7 @@ class Attempt:
         m = rec.metrics
         m.requests.inc((rec.gateway, t.slug, str(row.status_code)))
         m.upstream_latency.observe((t.slug,), elapsed)
-        if row.ttfb is not None:
-            m.ttfb.observe((t.slug,), row.ttfb / 1000.0)
+        m.ttfb.observe((t.slug,), self.ttfb)
         if usage is not None:
             row.tokens_in = usage.tokens_in
             row.tokens_out = usage.tokens_out

@@ -78,7 +78,10 @@ class PostgresLogStore(SqlLogStore):
         assert self._pool is not None, "store not started"
         status = await self._pool.execute(sql, *params)
         # asyncpg returns the command tag, e.g. "DELETE 3" or "UPDATE 1".
-        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+        n = int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+        if n and sql.startswith("DELETE"):
+            self._counted_at = float("-inf")  # rows went: retention recounts before it acts
+        return n
 
     async def insert_many(self, rows: Sequence[LogRow]) -> int:
         """Insert rows in one transaction, applying retention; returns rows offered."""
@@ -90,6 +93,7 @@ class PostgresLogStore(SqlLogStore):
             async with conn.transaction():
                 if cutoff is not None:
                     await conn.execute(f"DELETE FROM {t} WHERE id < $1", id_floor(cutoff))
+                    self._counted_at = float("-inf")  # recounted just below
                 if time.monotonic() - self._counted_at >= self.count_every:
                     self._count = await conn.fetchval(f"SELECT COUNT(*) FROM {t}")
                     self._counted_at = time.monotonic()

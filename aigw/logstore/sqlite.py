@@ -74,7 +74,10 @@ class SqliteLogStore(SqlLogStore):
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-sqlite")
-        self._count = 0
+        self._count = 0  # rows in the table, as of this process's last transaction
+        # The row count lives in a one-row table beside the log table, kept in the same
+        # transactions as the rows: every worker process writing to the file sees one count.
+        self._count_table = f"{self.table}_count"
         self._sizes: tuple[int, ...] = (1,)  # rows per INSERT statement, set at open
         t = self.table
         # Two column lists: every column (dense + sparse), or the dense ones alone for rows
@@ -107,7 +110,20 @@ class SqliteLogStore(SqlLogStore):
         for c in COLUMNS:
             if c not in have:
                 db.execute(f"ALTER TABLE {self.table} ADD COLUMN {column_sql(c, 'BLOB')}")
-        self._count = db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+        ct = self._count_table
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {ct} (n INTEGER NOT NULL)")
+            row = db.execute(f"SELECT n FROM {ct}").fetchone()
+            if row is None:  # a new file, or one from a version without the count
+                n = db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+                db.execute(f"INSERT INTO {ct} (n) VALUES (?)", (n,))
+                row = (n,)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._count = row[0]
         limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         per = max(1, min(ROWS_PER_INSERT, limit // len(COLUMNS)))
         # A few fixed statement sizes, largest first: each distinct size is a prepared
@@ -134,10 +150,19 @@ class SqliteLogStore(SqlLogStore):
         return await self._run(self._execute_sync, sql, params)
 
     def _execute_sync(self, sql: str, params: Sequence[Any]) -> int:
-        assert self._db is not None, "store not started"
-        n = self._db.execute(sql, params).rowcount
-        if sql.startswith("DELETE"):
-            self._count = max(self._count - n, 0)
+        db = self._db
+        assert db is not None, "store not started"
+        if not sql.startswith("DELETE"):
+            return db.execute(sql, params).rowcount
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            n = db.execute(sql, params).rowcount
+            if n:
+                db.execute(f"UPDATE {self._count_table} SET n = max(n - ?, 0)", (n,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         return n
 
     def _insert_rows(self, db: sqlite3.Connection, rows: Sequence[LogRow]) -> None:
@@ -165,8 +190,11 @@ class SqliteLogStore(SqlLogStore):
         db = self._db
         assert db is not None, "store not started"
         t = self.table
-        db.execute("BEGIN")
+        # IMMEDIATE: the write lock first, so the count read below is the one this
+        # transaction changes, whichever process wrote last
+        db.execute("BEGIN IMMEDIATE")
         try:
+            self._count = db.execute(f"SELECT n FROM {self._count_table}").fetchone()[0]
             if cutoff is not None:
                 n = db.execute(f"DELETE FROM {t} WHERE id < ?", (id_floor(cutoff),)).rowcount
                 self._count = max(self._count - n, 0)
@@ -184,6 +212,7 @@ class SqliteLogStore(SqlLogStore):
                 n = db.execute(f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} "
                                f"ORDER BY id ASC LIMIT ?)", (excess,)).rowcount
                 self._count -= n
+            db.execute(f"UPDATE {self._count_table} SET n = ?", (self._count,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
