@@ -246,3 +246,22 @@ def test_context_window_exceeded_is_a_length_finish() -> None:
     reply = _json.dumps({"id": "m", "model": "claude", "stop_reason": "model_context_window_exceeded",
                          "usage": {}, "content": [{"type": "text", "text": "cut"}]})
     assert validate_completion(t.translate_response(200, reply, "claude")).choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_nothing_after_an_error_event_is_translated(crlf: bool) -> None:
+    # An error event and more events in the same upstream read: the error ends the stream.
+    stream = (b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude","usage":{}}}\n\n'
+              b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+              b'"delta":{"type":"text_delta","text":"before"}}\n\n'
+              b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+              b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+              b'"delta":{"type":"text_delta","text":"after"}}\n\n'
+              b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+              b'"usage":{"output_tokens":2}}\n\n')
+    if crlf:
+        stream = stream.replace(b"\n", b"\r\n")
+    tr = t.StreamTranslator("claude", False, clock=clock, new_id=ids())
+    out = tr.feed(stream)
+    assert b"before" in out and b"Overloaded" in out and b"after" not in out
+    assert tr.failed and not tr.finished

@@ -341,7 +341,12 @@ class ChunkStream:
                 return self.literal_chunk(m.group(1))
         done = self._sse.take_complete(chunk)
         if done is None:
-            return b"".join(self._event(ev) for ev in self._sse.feed(chunk))
+            out = []
+            for ev in self._sse.feed(chunk):
+                out.append(self._event(ev))
+                if self.failed:
+                    break  # an error event: nothing after it is valid
+            return b"".join(out)
         if not done:
             return b""
         parts = pattern.split(done) if pattern is not None else None
@@ -362,6 +367,8 @@ class ChunkStream:
             if i > j:
                 out.append(head + joiner.join(literals[j:i]) + _CONTENT_TAIL)
             out.append(self._blocks(segments[i]))
+            if self.failed:
+                return b"".join(out)  # an error event: nothing after it is valid
             j = i
         if j < len(literals):
             out.append(head + joiner.join(literals[j:]) + _CONTENT_TAIL)
@@ -386,6 +393,8 @@ class ChunkStream:
                 data = self._event(ev)
             if data:
                 out.append(data)
+            if self.failed:
+                break  # an error event: nothing after it is valid
         return out[0] if len(out) == 1 else b"".join(out)
 
     def _fast(self, block: bytes) -> bytes | None:
