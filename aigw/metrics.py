@@ -2,14 +2,27 @@
 
 An increment is one dict lookup and an add (about 0.1-0.3 µs), so the hot path can count
 every request; rendering happens only when /metrics is scraped.
+
+Label values come partly from clients (a gateway id when no gateways are configured, a
+model named in a request body), so each metric keeps at most `MAX_SERIES` label sets: an
+increment for a new label set beyond that goes to the one series whose every label value
+is `OTHER` ("_other"), and counts in `aigw_metric_series_overflow_total{metric=...}`. The
+check costs nothing on a known label set (the lookup already made) and a len() on a new one.
 """
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from typing import Any, Callable
 
-__all__ = ["Counter", "CallbackCounter", "Histogram", "Registry", "GatewayMetrics", "CONTENT_TYPE"]
+__all__ = ["Counter", "CallbackCounter", "Histogram", "Registry", "GatewayMetrics", "CONTENT_TYPE",
+           "MAX_SERIES", "OTHER"]
+
+logger = logging.getLogger("aigw.metrics")
+
+MAX_SERIES = 2000  # distinct label sets per metric (per process); the rest fold into OTHER
+OTHER = "_other"  # every label value of the series over-cap increments fold into
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,21 +47,44 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _fold(metric: Counter | Histogram) -> tuple[str, ...]:
+    """A new label set past the cap: count the fold, warn once, return the OTHER labels."""
+    if metric.overflow is not None:
+        metric.overflow.inc((metric.name,))
+    if not metric.folded:
+        metric.folded = True
+        logger.warning("metric %s has %d label sets; new ones are counted under %s",
+                       metric.name, metric.cap, OTHER)
+    return metric.other
+
+
 class Counter:
-    """A monotonically increasing value per label tuple."""
+    """A monotonically increasing value per label tuple (at most `cap` of them, then OTHER)."""
 
-    __slots__ = ("name", "help", "labelnames", "values")
+    __slots__ = ("name", "help", "labelnames", "values", "cap", "other", "overflow", "folded")
 
-    def __init__(self, name: str, help: str, labelnames: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, help: str, labelnames: tuple[str, ...] = (),
+                 cap: int = MAX_SERIES) -> None:
         self.name = name
         self.help = help
         self.labelnames = labelnames
         self.values: dict[tuple[str, ...], float] = {}
+        self.cap = cap
+        self.other = (OTHER,) * len(labelnames)
+        self.overflow: Counter | None = None  # counts folds by metric name
+        self.folded = False
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
         """Add `amount` for `labels` (a tuple in `labelnames` order)."""
         v = self.values
-        v[labels] = v.get(labels, 0.0) + amount
+        old = v.get(labels)
+        if old is None:
+            if len(v) >= self.cap:
+                labels = _fold(self)
+                old = v.get(labels, 0.0)
+            else:
+                old = 0.0
+        v[labels] = old + amount
 
     def get(self, labels: tuple[str, ...] = ()) -> float:
         """The current value (tests)."""
@@ -89,22 +125,31 @@ class CallbackCounter:
 class Histogram:
     """Observations counted into fixed buckets, per label tuple."""
 
-    __slots__ = ("name", "help", "labelnames", "buckets", "series")
+    __slots__ = ("name", "help", "labelnames", "buckets", "series", "cap", "other", "overflow",
+                 "folded")
 
     def __init__(self, name: str, help: str, labelnames: tuple[str, ...] = (),
-                 buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+                 buckets: tuple[float, ...] = LATENCY_BUCKETS, cap: int = MAX_SERIES) -> None:
         self.name = name
         self.help = help
         self.labelnames = labelnames
         self.buckets = buckets
         # labels -> [count per bucket..., +Inf count, sum]
         self.series: dict[tuple[str, ...], list[float]] = {}
+        self.cap = cap
+        self.other = (OTHER,) * len(labelnames)
+        self.overflow: Counter | None = None
+        self.folded = False
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         """Count one observation (non-cumulative here; made cumulative on render)."""
         s = self.series.get(labels)
         if s is None:
-            s = self.series[labels] = [0.0] * (len(self.buckets) + 2)
+            if len(self.series) >= self.cap:
+                labels = _fold(self)
+                s = self.series.get(labels)
+            if s is None:
+                s = self.series[labels] = [0.0] * (len(self.buckets) + 2)
         s[bisect_left(self.buckets, value)] += 1
         s[-1] += value
 
@@ -146,30 +191,38 @@ class Registry:
 class GatewayMetrics(Registry):
     """The gateway's metrics; one instance per worker, held under an AppKey."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_series: int = MAX_SERIES) -> None:
         super().__init__()
+        n = max_series
         self.requests = Counter("aigw_requests_total", "Requests answered, by gateway, "
-                                "provider and status code", ("gateway", "provider", "status"))
+                                "provider and status code", ("gateway", "provider", "status"), n)
         self.upstream_latency = Histogram("aigw_upstream_duration_seconds", "Upstream attempt "
-                                          "duration, until the last byte", ("provider",))
+                                          "duration, until the last byte", ("provider",), cap=n)
         self.ttfb = Histogram("aigw_upstream_ttfb_seconds", "Upstream time to first byte",
-                              ("provider",))
+                              ("provider",), cap=n)
         self.tokens = Counter("aigw_tokens_total", "Tokens by provider, model and direction "
-                              "(in|out)", ("provider", "model", "direction"))
+                              "(in|out)", ("provider", "model", "direction"), n)
         self.cost = Counter("aigw_cost_usd_total", "Estimated or custom cost in USD",
-                            ("provider", "model"))
+                            ("provider", "model"), n)
         self.cache_hits = Counter("aigw_cache_hits_total", "Requests answered from the cache",
-                                  ("gateway",))
+                                  ("gateway",), n)
         self.rate_limited = Counter("aigw_rate_limited_total", "Requests refused by the "
-                                    "gateway rate limit", ("gateway",))
+                                    "gateway rate limit", ("gateway",), n)
         self.fallbacks = Counter("aigw_fallbacks_total", "Fallback steps taken after a failed "
-                                 "step", ("gateway",))
+                                 "step", ("gateway",), n)
         self.log_dropped = CallbackCounter("aigw_log_rows_dropped_total", "Log rows not "
                                            "stored, by reason (queue_full, store_error, "
                                            "retention)", ("reason",))
-        for m in (self.requests, self.upstream_latency, self.ttfb, self.tokens, self.cost,
-                  self.cache_hits, self.rate_limited, self.fallbacks, self.log_dropped):
+        self.series_overflow = Counter("aigw_metric_series_overflow_total", "Increments "
+                                       f"counted under the {OTHER} label set because their "
+                                       "metric had reached its cap of label sets", ("metric",))
+        capped = (self.requests, self.upstream_latency, self.ttfb, self.tokens, self.cost,
+                  self.cache_hits, self.rate_limited, self.fallbacks)
+        for m in capped:
+            m.overflow = self.series_overflow
             self.add(m)
+        self.add(self.log_dropped)
+        self.add(self.series_overflow)
 
     def watch_writer(self, writer: Any, store: Any | None = None) -> None:
         """Export the writer's and store's drop counters, read at scrape time."""

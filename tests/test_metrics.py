@@ -81,3 +81,66 @@ def test_increment_is_cheap():
     for _ in range(100_000):
         m.requests.inc(labels)
     assert (time.perf_counter() - t0) / 100_000 < 2e-6  # measured ~0.15 µs
+
+
+# ------------------------------------------------------------------ series cap
+
+
+def _series(lines: list[str], name: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines
+            if line.startswith(name + "{")}
+
+
+def test_label_sets_past_the_cap_fold_into_other():
+    m = GatewayMetrics(max_series=5)
+    for i in range(12):
+        m.requests.inc((f"gw-{i}", "openai", "200"))
+        m.upstream_latency.observe((f"p{i}",), 0.01)
+    m.requests.inc(("gw-0", "openai", "200"))  # a known label set still counts on its own
+    lines = _lines(m)
+    reqs = _series(lines, "aigw_requests_total")
+    assert len(reqs) == 6  # the cap, plus the one _other series
+    assert reqs['aigw_requests_total{gateway="_other",provider="_other",status="_other"}'] == 7
+    assert reqs['aigw_requests_total{gateway="gw-0",provider="openai",status="200"}'] == 2
+    assert sum(reqs.values()) == 13  # nothing lost
+    counts = _series(lines, "aigw_upstream_duration_seconds_count")
+    assert len(counts) == 6 and sum(counts.values()) == 12
+    assert counts['aigw_upstream_duration_seconds_count{provider="_other"}'] == 7
+    assert 'aigw_metric_series_overflow_total{metric="aigw_requests_total"} 7' in lines
+    assert 'aigw_metric_series_overflow_total{metric="aigw_upstream_duration_seconds"} 7' in lines
+
+
+def test_the_first_fold_is_logged_once(caplog):
+    c = Counter("x_total", "h", ("model",), cap=1)
+    with caplog.at_level("WARNING", logger="aigw.metrics"):
+        for i in range(5):
+            c.inc((f"m{i}",))
+    assert sum("x_total" in r.getMessage() for r in caplog.records) == 1
+    assert c.get(("_other",)) == 4 and c.get(("m0",)) == 1
+
+
+def test_increment_past_the_cap_is_cheap():
+    c = Counter("x_total", "h", ("model",), cap=10)
+    for i in range(10):
+        c.inc((f"m{i}",))
+    t0 = time.perf_counter()
+    for i in range(100_000):
+        c.inc(("m3",))
+    assert (time.perf_counter() - t0) / 100_000 < 2e-6
+
+
+async def test_made_up_gateway_ids_fold_into_other(make_gateway, upstream):
+    gw = await make_gateway()  # no [gateways]: every gateway id is accepted
+    for m in gw.server.gateway.metrics.metrics:
+        if hasattr(m, "cap"):
+            m.cap = 10
+    for i in range(30):
+        async with gw.post(f"/v1/acct/gw-{i}/openai/chat/completions",
+                           data=b'{"model":"m-%d"}' % i) as r:
+            assert r.status == 200
+    async with gw.request("GET", "/metrics") as r:
+        lines = (await r.text()).splitlines()
+    reqs = _series(lines, "aigw_requests_total")
+    assert len(reqs) == 11 and sum(reqs.values()) == 30
+    assert reqs['aigw_requests_total{gateway="_other",provider="_other",status="_other"}'] == 20
+    assert 'aigw_metric_series_overflow_total{metric="aigw_requests_total"} 20' in lines
