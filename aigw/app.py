@@ -19,7 +19,7 @@ from aigw import proxy
 from aigw.api import handle_api, metrics_response, split_api_path
 from aigw.logstore import LogWriter, open_store
 from aigw.logstore.capture import Recorder, secret_header_names
-from aigw.metrics import GatewayMetrics
+from aigw.metrics import GatewayMetrics, MetricsShare
 from aigw.compat import CompatError
 from aigw.compat.route import CompatRoutes
 from aigw.config import Config, GatewaySpec, ProviderConfig
@@ -98,6 +98,7 @@ class Gateway:
         self.inflight = 0
         self.client_timeout = config.server.client_timeout or None
         self.metrics = GatewayMetrics()
+        self.share: MetricsShare | None = None  # a worker's: /metrics shows all workers' totals
         self.runtime = PolicyRuntime(config, key_prefix=config.store.key_prefix,
                                      metrics=self.metrics)
         self.prices = config.prices
@@ -156,7 +157,7 @@ class Gateway:
                 return await handle_api(request, self.log_store, self.config.admin.tokens,
                                         *parts)
             if path == "/metrics":
-                return metrics_response(self.metrics)
+                return metrics_response(self.metrics, self.share)
             if path == "/healthz":
                 return web.Response(body=_HEALTH_OK, headers=_JSON_HEADERS)
             if path == "/readyz":

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--control-fd", type=int, required=True, help="inherited control socket")
     w.add_argument("--config", help="the config snapshot the supervisor validated")
     w.add_argument("--source", help="the file the snapshot came from (for messages)")
+    w.add_argument("--metrics-dir", help="the directory where workers share metric snapshots")
+    w.add_argument("--worker-id", type=int, default=0, help="this worker's number")
     c = sub.add_parser("check-config", help="validate a config file and print it, secrets masked")
     c.add_argument("file")
     sub.add_parser("providers", help="list the provider registry")
@@ -65,7 +67,8 @@ def _serve(args: argparse.Namespace, cfg: config_mod.Config, path: str | None) -
         if args.command == "worker":
             opts = ServeOptions(config_path=path,
                                 sock=socket.socket(fileno=args.fd),
-                                control=socket.socket(fileno=args.control_fd))
+                                control=socket.socket(fileno=args.control_fd),
+                                metrics_dir=args.metrics_dir, worker_id=args.worker_id)
             serve(cfg, opts)
             return 0
         workers = args.workers or cfg.server.workers

@@ -23,6 +23,7 @@ from aigw.accesslog import AccessLog, TimedRequest, set_level
 from aigw.app import Gateway
 from aigw.config import Config
 from aigw.errors import ConfigError
+from aigw.metrics import MetricsShare
 from aigw.notify import Notifier
 from aigw.policy.auth import warn_exposed
 from aigw.guard import self_pointing
@@ -177,6 +178,8 @@ class ServeOptions:
     port: int | None = None
     sock: socket.socket | None = None  # a worker: the supervisor's listening socket
     control: socket.socket | None = None  # a worker: its end of the control socketpair
+    metrics_dir: str | None = None  # a worker: where the workers share metric snapshots
+    worker_id: int = 0  # a worker: its number (names its snapshot file)
     on_ready: Callable[[Server], None] | None = None
 
 
@@ -241,12 +244,18 @@ async def _serve(config: Config, opts: ServeOptions) -> None:
     if access is not None:
         access.start()
     srv = Server(config, access)
+    share = None
+    if opts.metrics_dir is not None:
+        share = srv.gateway.share = MetricsShare(opts.metrics_dir, opts.worker_id,
+                                                 srv.gateway.metrics)
     await srv.start(opts.host, opts.port, opts.sock)
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[int] = asyncio.Queue()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     tasks = [asyncio.create_task(notifier.watchdog())]
+    if share is not None:
+        tasks.append(asyncio.create_task(share.run()))
     if opts.control is not None:
         tasks.append(asyncio.create_task(_control(opts.control, signals)))
         logger.info("worker serving (config %s)", config.source)
@@ -270,6 +279,8 @@ async def _serve(config: Config, opts: ServeOptions) -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if share is not None:
+        share.write()  # the final counts, for the supervisor to keep in the totals
     notifier.close()
     if access is not None:
         access.close()

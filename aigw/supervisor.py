@@ -6,7 +6,9 @@ evenly (one shared socket lets whichever worker wakes first take a whole burst: 
 one of two workers took all 40 connections). A slot's socket outlives its workers: a
 replacement inherits the same socket, so connections queued while it starts are kept, not
 reset. Each worker also gets a control socketpair over which it says `ready` and answers
-`ping`. Signals are queued and handled
+`ping`, and the snapshot directory, where it also shares its metrics with the others (and
+where its last counts are kept once it exits: `aigw.metrics.retire_snapshot`, so the
+totals any worker's /metrics shows never go down). Signals are queued and handled
 in the parent's loop:
 
 - a worker that exits unasked is replaced at once; one that misses pings for
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -33,6 +36,7 @@ from pathlib import Path
 from aigw import config as config_mod
 from aigw.config import Config
 from aigw.errors import ConfigError
+from aigw.metrics import retire_snapshot
 from aigw.notify import Notifier, child_env
 from aigw.server import restart_only_changes
 
@@ -148,7 +152,8 @@ class Supervisor:
         self._spawned += 1
         ours, theirs = socket.socketpair()
         cmd = [sys.executable, "-m", "aigw", "worker", "--fd", str(sock.fileno()),
-               "--control-fd", str(theirs.fileno())]
+               "--control-fd", str(theirs.fileno()), "--metrics-dir", str(self.snapshot_dir),
+               "--worker-id", str(self._spawned)]
         if self.snapshot is not None:
             cmd += ["--config", str(self.snapshot), "--source", str(self.config_path)]
         try:
@@ -184,6 +189,8 @@ class Supervisor:
             pass
         code = await w.proc.wait()
         w.writer.close()
+        # its counts stay in every worker's /metrics (aigw.metrics: workers: one shared view)
+        retire_snapshot(self.snapshot_dir, w.n)
         if w in self.workers:
             self.workers.remove(w)
         if w in self.draining:
@@ -318,9 +325,7 @@ class Supervisor:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             for sock in self.socks:
                 sock.close()
-            for p in self.snapshot_dir.iterdir():
-                p.unlink(missing_ok=True)
-            self.snapshot_dir.rmdir()
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
             self.notifier.close()
         logger.info("stopped")
         return 0

@@ -67,3 +67,77 @@ async def test_a_hung_worker_is_killed_and_replaced(upstream, tmp_path, procs):
     assert victim not in gw.worker_pids()
     gw.signal(signal.SIGTERM)
     assert await gw.wait_exit() == 0
+
+
+REQ_SERIES = 'aigw_requests_total{gateway="gw",provider="openai",status="200"}'
+
+
+async def _scrape(base: str) -> float:
+    async with session() as s:
+        async with s.get(base + "/metrics") as r:
+            assert r.status == 200
+            for line in (await r.text()).splitlines():
+                if line.startswith(REQ_SERIES + " "):
+                    return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _scrapes(base: str, n: int, floor: float) -> list[float]:
+    """`n` scrapes, each on a new connection (so both workers answer), never going down."""
+    seen = []
+    for _ in range(n):
+        v = await _scrape(base)
+        assert v >= floor, (seen, v)
+        floor = v
+        seen.append(v)
+    return seen
+
+
+async def test_metrics_are_totals_over_all_workers(upstream, tmp_path, procs):
+    upstream.script("/v1/chat", Reply(delay=0.01))
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    gw = Aigw(tmp_path, config_text(upstream, free_port()), workers=2,
+              env={"TMPDIR": str(tmpdir)})
+    procs.append(gw)
+    await gw.ready()
+    sent, last = 0, 0.0
+    for _ in range(4):  # traffic and scrapes interleaved: no scrape shows less than one before
+        assert all(s == 200 for s in await _burst(gw.base, 10))
+        sent += 10
+        seen = await _scrapes(gw.base, 4, last)
+        last = seen[-1]
+    await asyncio.sleep(1.5)  # the snapshot interval (1 s) passed: every worker shows it all
+    assert await _scrapes(gw.base, 8, last) == [sent] * 8
+    await asyncio.sleep(0.3)  # the access log is flushed every 50 ms
+    pids = {line["pid"] for line in gw.access() if line["path"] == "/metrics"}
+    assert len(pids) == 2, "both workers should have answered scrapes"
+
+    # a worker killed (its last snapshot is up to 1 s old: wait that out) and replaced
+    victim = gw.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    seen = await _scrapes(gw.base, 6, sent)  # during the replacement too
+    await gw.wait_for("worker #3 started")
+    for _ in range(100):
+        if sum("worker serving" in m["msg"] for m in gw.messages()) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert all(s == 200 for s in await _burst(gw.base, 10))
+    sent += 10
+    seen = await _scrapes(gw.base, 6, seen[-1])
+    await asyncio.sleep(1.5)
+    assert await _scrapes(gw.base, 6, seen[-1]) == [sent] * 6
+
+    # a rolling restart (SIGHUP): old and new workers overlap; nothing lost or doubled
+    gw.signal(signal.SIGHUP)
+    seen = await _scrapes(gw.base, 6, sent)
+    await gw.wait_for("reloaded config")
+    await asyncio.sleep(1.5)
+    assert await _scrapes(gw.base, 6, seen[-1]) == [sent] * 6
+    assert len(gw.worker_pids()) == 2
+
+    (snapdir,) = tmpdir.iterdir()
+    assert sorted(p.name for p in snapdir.glob("metrics-*.json"))[-1] == "metrics-retired.json"
+    gw.signal(signal.SIGTERM)
+    assert await gw.wait_exit() == 0
+    assert not snapdir.exists(), "the supervisor removes its directory"
