@@ -288,7 +288,9 @@ def test_overhead_runs_both_sides_together(tmp_path, against):
         assert "code comparison" in cp.stdout
     assert 0.2 < res["throughput_kept"] < 2.0 and 0.2 < res["loop_throughput_kept"] < 2.0
     for side in ("baseline", "variant"):  # the loop's thread is part of the whole process
-        assert 0 < res[side]["loop_us_per_req"] <= res[side]["cpu_us_per_req"]
+        # (within the kernel's tick-based accounting: /proc scales a thread's and the whole
+        # process's times apart, so on a short, busy run the part can read a few % over)
+        assert 0 < res[side]["loop_us_per_req"] <= res[side]["cpu_us_per_req"] * 1.1
 
 
 def test_main_thread_seconds_counts_the_main_thread_only():
