@@ -8,6 +8,9 @@ from typing import Any
 import orjson
 
 JSONDecodeError = orjson.JSONDecodeError
+# Raised by `dumps` for a value it cannot write, e.g. nested deeper than 254 levels (orjson
+# parses 1024): a TypeError, so the callers that serialise client input catch it.
+JSONEncodeError = orjson.JSONEncodeError
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

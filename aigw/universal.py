@@ -96,5 +96,8 @@ def build_step(i: int, raw: Any, base_policy: RetryPolicy, outer: Callable[[str]
     policy = from_headers(base_policy, lookup)
     policy = from_step_config(policy, f"{path}.config", raw.get("config"))
     query = raw.get("query")
-    body = b"" if query is None else _json.dumps(query)
+    try:
+        body = b"" if query is None else _json.dumps(query)
+    except _json.JSONEncodeError:
+        raise InvalidBody(f"{path}.query: nested too deeply to forward (at most 254 levels)") from None
     return Step(i, provider, ep_path, ep_query, list(headers.values()), cf, body, policy, raw)

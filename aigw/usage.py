@@ -42,8 +42,13 @@ class Usage:
         return all(getattr(self, s) == getattr(other, s) for s in Usage.__slots__)
 
 
+_MAX_COUNT = 2**53 - 1  # a count past this (or negative, or not finite) is no count: 0
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if not 0 <= value <= _MAX_COUNT:  # NaN fails both comparisons too
         return 0
     return int(value)
 
@@ -128,26 +133,32 @@ _TAIL_MARKS = (b'"usage"', b'"usageMetadata"')
 _MODEL_MEMBER = re.compile(rb'"(?:model|modelVersion)"\s*:\s*"([^"\\]{1,200})"')
 
 
+_TAIL_TRIES = 4  # usage objects tried per mark, from the last: a tail is upstream-controlled
+
+
 def usage_from_tail(tail: bytes) -> Usage | None:
     """Usage from the last bytes of a JSON reply too large to keep whole: its last
     `"usage": {...}` (or `"usageMetadata"`) object, which every supported shape puts after
-    the content, and the last `"model"` member. None when the tail has neither."""
+    the content, and the last `"model"` member. None when the tail has neither. Bounded: a
+    few candidates per mark, and an object nested too deep to read is no usage."""
     for mark in _TAIL_MARKS:
         pos = tail.rfind(mark)
-        while pos >= 0:
+        tries = _TAIL_TRIES
+        while pos >= 0 and tries:
             rest = tail[pos + len(mark):].lstrip()
             if rest[:1] == b":" and rest[1:].lstrip()[:1] == b"{":
+                tries -= 1
                 text = rest[1:].lstrip().decode("utf-8", "replace")
                 try:
                     obj = _json.loads_first(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     obj = None
                 if isinstance(obj, dict):
-                    models = _MODEL_MEMBER.findall(tail)
-                    model = models[-1].decode("utf-8", "replace") if models else None
-                    found = _from_google(obj, model) if mark == b'"usageMetadata"' \
-                        else _from_usage_dict(obj, model)
+                    found = _from_google(obj, None) if mark == b'"usageMetadata"' \
+                        else _from_usage_dict(obj, None)
                     if found is not None:
+                        models = _MODEL_MEMBER.findall(tail)
+                        found.model = models[-1].decode("utf-8", "replace") if models else None
                         return found
             pos = tail.rfind(mark, 0, pos)
     return None

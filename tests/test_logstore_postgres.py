@@ -113,3 +113,20 @@ async def test_retention_counts_again_after_an_api_delete(strategy):
     finally:
         await s.drop()
         await s.close()
+
+
+async def test_a_statement_that_hangs_fails_after_the_command_timeout(monkeypatch):
+    # A store that stops answering must fail the insert or the API call, not hold the
+    # writer or an API client forever.
+    require_pg()
+    import asyncio
+    import aigw.logstore.postgres as pg
+    monkeypatch.setattr(pg, "COMMAND_TIMEOUT", 0.3)
+    s = pg.PostgresLogStore(pg_dsn(), table=unique_table())
+    await s.start()
+    try:
+        with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+            await s._fetch("SELECT pg_sleep(5)", [])
+    finally:
+        await s.drop()
+        await s.close()

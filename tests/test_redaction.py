@@ -183,3 +183,18 @@ def test_an_empty_batch_and_rows_without_bodies() -> None:
     assert row.request_body is None and row.response_body is None and row.secrets == ()
     assert "AIzaQUERYSECRET" not in row.path
     assert bare.request_body == b'{"api_key":"' + R + b'"}' and bare.response_body is None
+
+
+def test_secrets_are_found_however_a_body_or_query_spells_them() -> None:
+    # A key with a "/" quoted by a JSON encoder that escapes it; a credential parameter
+    # whose name is percent-encoded or follows a ";"; a header byte that is not UTF-8.
+    row = LogRow()
+    row.path = "/v1/models?%6Bey=AIzaPctEncodedKey1;token=SemicolonTok99"
+    row.secrets = ("wJalr/XUtnFEMI/K7MDENG", "tok\udcff")
+    row.request_body = b'{"q":"tok\xff"}'
+    row.response_body = (b'{"error":"bad key wJalr\\/XUtnFEMI\\/K7MDENG; AIzaPctEncodedKey1 and '
+                         b'SemicolonTok99 rejected"}')
+    redact_rows([row])
+    assert b"K7MDENG" not in row.response_body and b"AIzaPct" not in row.response_body
+    assert b"SemicolonTok99" not in row.response_body and b"tok\xff" not in row.request_body
+    assert "AIzaPct" not in row.path and "SemicolonTok99" not in row.path

@@ -58,7 +58,8 @@ def _authorized(request: web.BaseRequest, tokens: Sequence[str]) -> bool:
     header = request.headers.get("Authorization", "")
     if not header[:7].lower() == "bearer ":
         return False
-    given = header[7:].strip().encode()
+    # surrogateescape: a byte that is not UTF-8 (a lone surrogate here) is just no match
+    given = header[7:].strip().encode("utf-8", "surrogateescape")
     ok = False
     for token in tokens:  # check every token, so timing does not tell which one matched
         ok |= hmac.compare_digest(given, str(token).encode())

@@ -29,6 +29,9 @@ _CUT = (UpstreamCut, TimeoutError)
 # An in-band error (a 2xx stream whose first event is an error, or a 2xx body that is not
 # the provider's reply) has no HTTP status of its own.
 IN_BAND_STATUS = 502
+# The most of a translated provider's JSON reply read (it is parsed and translated whole); a
+# chat completion is far smaller.
+MAX_REPLY = 16 << 20
 
 
 class TranslatingRelay:
@@ -52,11 +55,22 @@ class TranslatingRelay:
         `commit`."""
         if ready.is_sse or not ready.complete:
             return ready
-        out = self.module.translate_response(ready.resp.status, ready.head, self.model)
+        out = self._translate(ready.resp.status, ready.head)
         if out is None:
             return Failure(ready.resp.status, "in-band error", down_headers(ready.resp), ready.head)
         self._vetted = (ready.head, out)
         return ready
+
+    def _translate(self, status: int, body: bytes) -> bytes | None:
+        """The OpenAI reply for a 2xx body, or None when it is not the provider's reply (one
+        that cannot be translated at all, e.g. nested deeper than JSON can be written,
+        included)."""
+        try:
+            return self.module.translate_response(status, body, self.model)
+        except Exception as exc:
+            logger.warning("%s reply could not be translated (%s)", self.module.PROVIDER,
+                           type(exc).__name__)
+            return None
 
     async def commit(self, request: web.BaseRequest, ready: Ready,
                      extra: tuple[tuple[str, str], ...], obs: Any = None) -> web.StreamResponse:
@@ -64,7 +78,14 @@ class TranslatingRelay:
         resp = ready.resp
         if not ready.is_sse:
             try:
-                body = ready.head if ready.complete else await resp.read()
+                body = ready.head if ready.complete else await resp.read(MAX_REPLY + 1)
+                if len(body) > MAX_REPLY:  # read no further (the connection is dropped)
+                    if obs is not None:
+                        obs.feed(body)
+                        obs.mark_failed()
+                    return self._json(IN_BAND_STATUS, error_body(
+                        f"upstream reply over {MAX_REPLY} bytes: too large to translate", "api_error",
+                        None, "reply_too_large"), extra)
                 if obs is not None and not ready.complete:
                     obs.feed(body)
             except _CUT as exc:
@@ -76,7 +97,7 @@ class TranslatingRelay:
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
             vetted = self._vetted
             out = vetted[1] if vetted is not None and vetted[0] is body else \
-                self.module.translate_response(resp.status, body, self.model)
+                self._translate(resp.status, body)
             if out is None:
                 # A 2xx that is not the provider's reply (an HTML page, an error object) is
                 # no success: an error in OpenAI's shape, as for an in-band error.

@@ -44,6 +44,11 @@ _TRANSLATED_BASE = ((b"Content-Type", b"application/json"), (b"Accept-Encoding",
 _MODEL_KEY = re.compile(rb'"model"\s*:\s*"')
 _BAD_MODEL = "Chat completion bad format: 'model' must be '{provider}/{model}'"
 _JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _too_deep() -> CompatError:
+    """orjson writes at most 254 levels (and reads 1024): a deeper request cannot be sent."""
+    return CompatError("the request is nested too deeply to forward (at most 254 levels)")
 # Translated request paths that passed check_path (bounded: the model name is in some).
 _CHECKED: set[str] = set()
 _CHECKED_MAX = 4096
@@ -224,8 +229,11 @@ class CompatRoutes:
             if path is None:
                 raise CompatError(f"{endpoint} is not available for {slug} on the compat endpoint",
                                   param="model")
-            body = rewrite_model(raw, doc, full, model) if raw is not None else _json.dumps(
-                {**doc, "model": model})
+            try:
+                body = rewrite_model(raw, doc, full, model) if raw is not None else _json.dumps(
+                    {**doc, "model": model})
+            except _json.JSONEncodeError:
+                raise _too_deep() from None
             if client:
                 pairs = upstream_headers(pairs)
             drop = (b"authorization", route.auth_name)
@@ -233,7 +241,10 @@ class CompatRoutes:
             headers = provider_headers(route, pairs, base, gw, alias)
         else:
             stream = doc.get("stream") is True
-            path, extra, body = translator.build_request(doc, model, stream)
+            try:
+                path, extra, body = translator.build_request(doc, model, stream)
+            except _json.JSONEncodeError:
+                raise _too_deep() from None
             path, _, query = path.partition("?")
             if path not in _CHECKED:  # a translator's paths repeat: each is checked once
                 check_path(path)

@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# The most one event may hold before it is complete: a provider's event is far smaller; past
+# this the stream is given up (the relay ends it with an error event), so a runaway event
+# costs neither unbounded memory nor quadratic copying.
+MAX_EVENT = 8 << 20
+
+
+class EventTooLarge(ValueError):
+    """An SSE event grew past MAX_EVENT bytes without ending."""
+
 
 class SSEEvent(NamedTuple):
     """One dispatched event: its `event:` name ("" when absent) and joined `data:` bytes."""
@@ -21,13 +30,14 @@ class SSEEvent(NamedTuple):
 class SSESplitter:
     """Feed bytes, get back the events completed by them."""
 
-    __slots__ = ("_buf", "_event", "_data", "_has_data")
+    __slots__ = ("_buf", "_event", "_data", "_has_data", "_size")
 
     def __init__(self) -> None:
         self._buf = b""
         self._event = ""
         self._data: list[bytes] = []
         self._has_data = False
+        self._size = 0  # bytes of the data lines of the event being parsed
 
     def __repr__(self) -> str:
         return f"<SSESplitter [buffered {len(self._buf)} | data lines {len(self._data)}]>"
@@ -46,6 +56,8 @@ class SSESplitter:
         events: list[SSEEvent] = []
         for line in lines:
             self._line(line, events)
+        if len(self._buf) + self._size > MAX_EVENT:
+            raise EventTooLarge(f"an SSE event over {MAX_EVENT} bytes")
         return events
 
     def _feed_lf(self, buf: bytes) -> list[SSEEvent]:
@@ -53,6 +65,8 @@ class SSESplitter:
         # faster than line by line; an incomplete event stays raw in the buffer.
         blocks = buf.split(b"\n\n")
         self._buf = blocks.pop()
+        if len(self._buf) > MAX_EVENT:
+            raise EventTooLarge(f"an SSE event over {MAX_EVENT} bytes")
         events: list[SSEEvent] = []
         for block in blocks:
             ev = parse_block(block)
@@ -74,9 +88,13 @@ class SSESplitter:
             return None
         end = buf.rfind(b"\n\n")
         if end < 0:
+            if len(buf) > MAX_EVENT:
+                raise EventTooLarge(f"an SSE event over {MAX_EVENT} bytes")
             self._buf = buf
             return b""
         self._buf = buf[end + 2:]
+        if len(self._buf) > MAX_EVENT:
+            raise EventTooLarge(f"an SSE event over {MAX_EVENT} bytes")
         return buf[:end + 2]
 
     def finish(self) -> list[SSEEvent]:
@@ -97,7 +115,7 @@ class SSESplitter:
         if not line:
             if self._has_data:
                 events.append(SSEEvent(self._event, b"\n".join(self._data)))
-            self._event, self._data, self._has_data = "", [], False
+            self._event, self._data, self._has_data, self._size = "", [], False, 0
             return
         if line[:1] == b":":
             return
@@ -107,6 +125,7 @@ class SSESplitter:
         if name == b"data":
             self._data.append(value)
             self._has_data = True
+            self._size += len(value) + 1
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         # `id:` and `retry:` matter only to reconnecting browsers; translators ignore them.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from aigw.cost import CustomCost, PriceTable, compute_cost, parse_custom_cost
-from aigw.logstore.row import SECRET_HEADERS, LogRow, collect_flags, parse_metadata, response_members
+from aigw.logstore.row import (SECRET_HEADERS, LogRow, clean_text, collect_flags, parse_metadata,
+                               response_members)
 from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request, usage_from_json,
                         usage_from_tail)
 
@@ -58,11 +59,11 @@ class Recorder:
             self.do_log = False
         meta = get("cf-aig-metadata")
         self.metadata = parse_metadata(meta) if meta else None
-        self.event_id: str | None = get("cf-aig-event-id")
+        self.event_id: str | None = clean_text(get("cf-aig-event-id"))
         cc = get("cf-aig-custom-cost")
         self.custom: CustomCost | None = parse_custom_cost(cc) if cc else None
         self.head_bytes = head_bytes
-        self.user_agent: str | None = get("User-Agent")
+        self.user_agent: str | None = clean_text(get("User-Agent"))
         self.request_type = request_type
         self.last_id: str | None = None
 
@@ -101,12 +102,13 @@ class Recorder:
         row = self._row(t, started, code)
         row.success = False  # an in-band error comes with a 2xx status
         self.last_id = row.id  # the error the client gets names this row (cf-aig-log-id)
+        size = len(body)
         if headers is not None:
             for k, v in headers:
                 if k.lower() == "content-type":
                     row.response_content_type = v
-            body = _plain(headers, body)
-        self._finish_row(t, row, body)
+            body = _plain(headers, body, self.head_bytes + 1)
+        self._finish_row(t, row, body, size)
 
     def hit(self, t: Any, status: int, headers: Any, body: bytes) -> None:
         """A request answered from the cache: a row with cached = true and cost 0."""
@@ -118,17 +120,19 @@ class Recorder:
         row.cached = True
         row.cost = 0.0
         row.response_content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
-        self._finish_row(t, row, _plain(headers, body))
+        self._finish_row(t, row, _plain(headers, body, self.head_bytes + 1), len(body))
 
-    def _finish_row(self, t: Any, row: LogRow, body: bytes) -> None:
-        """Model from the request, body heads (or sizes only), and the row to the writer."""
-        row.model = model_from_request(t.body or b"") or \
-            model_from_path(t.wire, t.target.partition("?")[0]) or ""
+    def _finish_row(self, t: Any, row: LogRow, body: bytes, size: int) -> None:
+        """Model from the request, body heads (or sizes only), and the row to the writer.
+        `body` is the response body (or, compressed, the head of it decoded); `size` the
+        bytes relayed."""
+        row.model = clean_text(model_from_request(t.body or b"") or
+                               model_from_path(t.wire, t.target.partition("?")[0])) or ""
         row.set_bodies((t.body or b"") if self.payload else None,
                        body if self.payload else None, self.head_bytes)
         if not self.payload:
             row.request_size = len(t.body or b"")
-            row.response_size = len(body)
+        row.response_size = size
         self.writer.submit(row)
 
     def fallback(self) -> None:
@@ -158,12 +162,15 @@ class Recorder:
 JSON_KEEP = 256 << 10
 TAIL_KEEP = 64 << 10
 # Decoded bytes looked at per compressed reply: a compression bomb stops being read here.
-DECODE_MAX = 64 << 20
+DECODE_MAX = 16 << 20
+PIECE = 256 << 10
 
 
 class Inflate:
     """A gzip or deflate response body, decoded on the side (the client gets the bytes as
-    they came): what the log row's head and the usage scan look at."""
+    they came): what the log row's head and the usage scan look at. Bounded: at most
+    DECODE_MAX decoded bytes a reply, handed out in pieces of at most PIECE bytes, so a
+    compression bomb costs neither memory nor more than a few ms of inflating."""
 
     __slots__ = ("_d", "left", "opaque")
 
@@ -172,20 +179,31 @@ class Inflate:
         self.left = 0 if opaque else DECODE_MAX
         self.opaque = opaque  # an encoding aigw cannot decode: nothing comes out
 
-    def decode(self, data: bytes) -> bytes:
-        """The decoded bytes of the next piece (b"" once it fails or reaches DECODE_MAX)."""
-        if self.left <= 0 or not data:
-            return b""
+    def _inflate(self, data: bytes, most: int) -> bytes:
         if self._d is None:  # HTTP's deflate is zlib-wrapped; some servers send it raw
             self._d = zlib.decompressobj(15 if len(data) > 1 and data[0] & 0x0F == 8 and
                                          (data[0] << 8 | data[1]) % 31 == 0 else -15)
         try:
-            out = self._d.decompress(data, self.left)
+            out = self._d.decompress(data, min(most, self.left))
         except zlib.error:
             self.left = 0
             return b""
         self.left -= len(out)
         return out
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """The decoded bytes of the next chunk, in pieces (none once it fails or reaches
+        DECODE_MAX)."""
+        while data and self.left > 0:
+            out = self._inflate(data, PIECE)
+            if not out:
+                return  # needs the next chunk (or failed)
+            data = self._d.unconsumed_tail
+            yield out
+
+    def head(self, data: bytes, most: int) -> bytes:
+        """The first `most` decoded bytes of a whole body."""
+        return self._inflate(data, most) if data and self.left > 0 else b""
 
 
 def decoder(encoding: bytes | None) -> Inflate | None:
@@ -201,12 +219,13 @@ def decoder(encoding: bytes | None) -> Inflate | None:
     return Inflate(enc, opaque=True)
 
 
-def _plain(headers: Any, body: bytes) -> bytes:
-    """A whole body as its stored head shows it: decoded when `headers` (str pairs) say the
-    upstream compressed it (b"" for an encoding aigw cannot decode)."""
+def _plain(headers: Any, body: bytes, most: int) -> bytes:
+    """A whole body as its stored head shows it: decoded (its first `most` bytes) when
+    `headers` (str pairs) say the upstream compressed it (b"" for an encoding aigw cannot
+    decode)."""
     enc = next((v for k, v in headers if k.lower() == "content-encoding"), None)
     dec = None if enc is None else decoder(enc.encode("latin-1"))
-    return body if dec is None else dec.decode(body)
+    return body if dec is None else dec.head(body, most)
 
 
 class Attempt:
@@ -226,15 +245,14 @@ class Attempt:
         self.size = len(head)
         self.failed = False  # the reply was not delivered whole (`mark_failed`)
         self.decoder = None if encoding is None else decoder(encoding)
-        if self.decoder is not None:
-            head = self.decoder.decode(head)
         self.head = head
-        self.plain = len(head)  # decoded bytes (the same as `size` when not compressed)
-        # Usage: a JSON body read whole is parsed once at the end; one relayed in pieces is
-        # kept (bounded) and parsed at the end; an SSE reply is scanned as it goes.
+        self.plain = 0  # decoded bytes (kept only for a compressed reply)
+        # Usage: a JSON body read whole is parsed once at the end; one relayed in pieces (or
+        # compressed: decoded in bounded pieces) is kept, bounded, and parsed at the end; an
+        # SSE reply is scanned as it goes.
         sse = (row.response_content_type or "").startswith("text/event-stream")
-        self.complete = complete and not sse
-        self.body: list[bytes] | None = None if complete or sse else []
+        self.complete = complete and not sse and self.decoder is None
+        self.body: list[bytes] | None = None if self.complete or sse else []
         self.kept = 0
         self.truncated = False
         self.scanner: SSEUsageScanner | None = SSEUsageScanner() if sse else None
@@ -244,7 +262,13 @@ class Attempt:
         self._scan = None if self.scanner is None or t.relay is not None else self.scanner.feed
         # the response head is kept only for a row that stores bodies
         keep = rec.head_bytes if rec.do_log and rec.payload else 0
-        self.parts: list[bytes] = [head[:keep]] if head and keep else []
+        if self.decoder is not None:
+            self.parts: list[bytes] = []
+            self.room = keep
+            for piece in self.decoder.pieces(head):
+                self._take(piece)
+            return
+        self.parts = [head[:keep]] if head and keep else []
         self.room = keep - len(self.parts[0]) if self.parts else keep
         if head:
             if self._scan is not None:
@@ -256,8 +280,9 @@ class Attempt:
         """One relayed chunk: count it, keep the body head, scan for usage."""
         self.size += len(chunk)
         if self.decoder is not None:
-            chunk = self.decoder.decode(chunk)
-            self.plain += len(chunk)
+            for piece in self.decoder.pieces(chunk):
+                self._take(piece)
+            return
         if self.room > 0:
             self.parts.append(chunk[:self.room])
             self.room -= len(self.parts[-1])
@@ -265,6 +290,17 @@ class Attempt:
             self._scan(chunk)
         elif self.body is not None:
             self._keep(chunk)
+
+    def _take(self, piece: bytes) -> None:
+        """A decoded piece of a compressed reply: as `feed` does with a plain chunk."""
+        self.plain += len(piece)
+        if self.room > 0:
+            self.parts.append(piece[:self.room])
+            self.room -= len(self.parts[-1])
+        if self._scan is not None:
+            self._scan(piece)
+        elif self.body is not None:
+            self._keep(piece)
 
     def _keep(self, chunk: bytes) -> None:
         body = self.body
@@ -304,12 +340,15 @@ class Attempt:
         rec, t, row = self.rec, self.t, self.row
         elapsed = time.monotonic() - self.started
         row.duration = int(elapsed * 1000)
-        usage = self._usage()
+        try:
+            usage = self._usage()
+        except Exception:  # an upstream body no parser should have to take: no usage
+            usage = None
         if self.failed:
             row.success = False
         model = (usage.model if usage is not None else None) or \
             model_from_request(t.body or b"") or model_from_path(t.wire, t.target.partition("?")[0]) or ""
-        row.model = model
+        row.model = model = clean_text(model) or ""
         price = rec.prices.lookup(t.slug, model)
         row.cost, row.custom_cost = compute_cost(usage, price, rec.custom)
         m = rec.metrics

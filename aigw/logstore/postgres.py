@@ -24,6 +24,10 @@ __all__ = ["PostgresLogStore"]
 logger = logging.getLogger("aigw.logs")
 
 
+# Seconds a statement may take before it fails (asyncpg's command_timeout).
+COMMAND_TIMEOUT = 30.0
+
+
 class PostgresLogStore(SqlLogStore):
     """Log rows in one PostgreSQL table; same interface as the SQLite store."""
 
@@ -47,8 +51,12 @@ class PostgresLogStore(SqlLogStore):
     async def start(self) -> None:
         """Open the pool and create the table and indexes if they are missing."""
         try:
+            # command_timeout: a store that stops answering (a hung server, a dead network
+            # path) fails the insert or the API call after it, rather than holding the writer
+            # (rows past queue_max are then dropped and counted) or an API client forever
             self._pool = await asyncpg.create_pool(self._dsn, min_size=1,
-                                                   max_size=self._pool_max)
+                                                   max_size=self._pool_max,
+                                                   command_timeout=COMMAND_TIMEOUT)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # the class only: the message may quote the DSN with its password
             raise ConfigError("logs.dsn", "cannot connect to the log store "

@@ -19,7 +19,7 @@ from aigw import _json
 from aigw.errors import InvalidHeader
 from aigw.logstore.ids import uuid7
 
-__all__ = ["LogRow", "COLUMNS", "DENSE", "SPARSE", "has_nul", "redact_rows", "response_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
+__all__ = ["LogRow", "COLUMNS", "clean_text", "DENSE", "SPARSE", "has_nul", "redact_rows", "response_members", "parse_metadata", "collect_flags", "redact_url", "query_secrets",
            "redact_headers", "redact_body", "REDACTED"]
 
 REDACTED = "[REDACTED]"
@@ -130,6 +130,15 @@ def has_nul(key: str, value: Any) -> bool:
     return "\x00" in key or (isinstance(value, str) and "\x00" in value)
 
 
+def clean_text(value: str | None) -> str | None:
+    """A text column's value as every store takes it: a lone surrogate (a header byte that
+    is not UTF-8, as aiohttp decodes it) becomes "?", a NUL is dropped (PostgreSQL's text
+    refuses it). One bad value must not fail the batch of rows it is written with."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 def parse_metadata(header: str) -> str | None:
     """`cf-aig-metadata` → the JSON text stored on the row (None when empty).
 
@@ -207,8 +216,10 @@ def query_secrets(url: str) -> tuple[str, ...]:
     if "?" not in url:
         return ()
     out: list[str] = []
-    for part in url.partition("?")[2].split("&"):
+    for part in url.partition("?")[2].replace(";", "&").split("&"):
         name, _, raw = part.partition("=")
+        if "%" in name or "+" in name:  # `?%6Bey=` is `?key=` to the provider
+            name = unquote_plus(name)
         if name.lower() in SECRET_PARAMS and len(raw) >= 4:
             out.append(raw)
             value = unquote_plus(raw)
@@ -249,7 +260,7 @@ def _token_sub(m: re.Match[bytes]) -> bytes:
 def redact_body(body: bytes, secrets: tuple[str, ...] = (), members: bool = True) -> bytes:
     """A body head with known secret values, credential JSON members (unless `members` is
     false) and token shapes masked."""
-    return _redact(body, tuple(s.encode() for s in secrets if s), members)
+    return _redact(body, tuple(s.encode("utf-8", "surrogateescape") for s in secrets if s), members)
 
 
 
@@ -420,6 +431,19 @@ class _Joined:
                 m = _K_GATE.search(data, p + 2)
 
 
+def _variants(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Each secret as bytes, and as a JSON string writes it when it holds a `/` (`\\/`):
+    a provider's error body may quote it either way."""
+    out = []
+    for s in secrets:
+        if s:
+            b = s.encode("utf-8", "surrogateescape")
+            out.append(b)
+            if b"/" in b:
+                out.append(b.replace(b"/", b"\\/"))
+    return tuple(out)
+
+
 def redact_rows(rows: Sequence[LogRow]) -> None:
     """Scrub secrets from the paths and body heads of a batch of rows, in place (run by the
     writer, off the hot path): known secret values (the credentials sent upstream and any
@@ -441,7 +465,9 @@ def redact_rows(rows: Sequence[LogRow]) -> None:
         if secrets:
             known = encoded.get(secrets)
             if known is None:
-                known = encoded[secrets] = tuple(s.encode() for s in secrets if s)
+                # surrogateescape: a header value with a byte that is not UTF-8 comes as a
+                # lone surrogate; encoded back it is the bytes the client sent
+                known = encoded[secrets] = _variants(secrets)
             row.secrets = ()
             knowns.append(known)
         else:

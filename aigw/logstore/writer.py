@@ -107,13 +107,14 @@ class LogWriter:
         while q:
             n = min(len(q), self.batch_size)
             batch = [q.popleft() for _ in range(n)]
-            redact_rows(batch)
             try:
+                redact_rows(batch)
                 await self.store.insert_many(batch)
                 self.written += n
-            except Exception:  # the store boundary: count the loss, keep the writer alive
+            except Exception as exc:  # the store boundary: count the loss, keep the writer alive
                 self.failed += n
-                logger.exception("log store insert failed; %d rows lost", n)
+                # the class only: a driver's message may quote the values it was given
+                logger.error("log store insert failed (%s); %d rows lost", type(exc).__name__, n)
             self._warn_rejected()
             if not everything and not self._closing and len(q) < self.batch_size:
                 return
