@@ -292,7 +292,8 @@ class Attempt:
             self._keep(chunk)
 
     def _take(self, piece: bytes) -> None:
-        """A decoded piece of a compressed reply: as `feed` does with a plain chunk."""
+        """A decoded piece of a compressed reply: what `feed` does with a plain chunk (which
+        `feed` does inline: a call more per relayed chunk shows in the benchmark)."""
         self.plain += len(piece)
         if self.room > 0:
             self.parts.append(piece[:self.room])
