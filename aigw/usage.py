@@ -15,7 +15,7 @@ from typing import Any
 
 from aigw import _json
 
-__all__ = ["Usage", "usage_from_json", "usage_from_tail", "SSEUsageScanner", "model_from_request",
+__all__ = ["Usage", "usage_from_json", "usage_from_obj", "usage_from_tail", "SSEUsageScanner", "model_from_request",
            "model_from_path"]
 
 
@@ -162,6 +162,11 @@ def usage_from_tail(tail: bytes) -> Usage | None:
                         return found
             pos = tail.rfind(mark, 0, pos)
     return None
+
+
+def usage_from_obj(obj: Any) -> Usage | None:
+    """Usage of a reply already parsed (what `usage_from_json` reads after parsing)."""
+    return _from_obj(obj)
 
 
 def usage_from_json(wire: str, body: bytes) -> Usage | None:

@@ -370,3 +370,20 @@ async def test_time_to_first_byte_is_observed_in_fractions_of_a_second(make_gate
                  if line.startswith('aigw_upstream_ttfb_seconds_sum{provider="openai"}'))
     assert 0.0125 <= total < 1.0 and total * 1000 != int(total * 1000)
     assert 'aigw_upstream_ttfb_seconds_bucket{provider="openai",le="0.01"} 0' in text
+
+
+async def test_translated_json_row_has_the_upstreams_usage(make_gateway, upstream, tmp_path):
+    # /compat JSON: the reply is parsed once, by the translator, and the row's usage read
+    # from that (Attempt.usage_from).
+    gw = await _gateway(make_gateway, upstream, tmp_path)
+    upstream.script("/v1/messages", Reply(body=(
+        b'{"id":"m1","type":"message","role":"assistant","model":"claude-haiku-4-5-20251001",'
+        b'"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,'
+        b'"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":7}}')))
+    async with gw.post("/v1/acct/gw1/compat/chat/completions",
+                       json={"model": "anthropic/claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]},
+                       headers={"Authorization": "Bearer sk-ant-abcdefghijklmnop"}) as r:
+        assert r.status == 200 and (await r.json())["usage"]["prompt_tokens"] == 115
+    (row,) = await _rows(gw)
+    assert row["model"] == "claude-haiku-4-5-20251001" and (row["tokens_in"], row["tokens_out"]) == (115, 7)
+    assert row["cost"] > 0 and row["success"] is True

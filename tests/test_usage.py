@@ -204,3 +204,24 @@ def test_a_last_line_without_its_line_end_is_read_at_the_end() -> None:
     assert scanner.result() is None
     scanner.flush()
     assert scanner.result() == Usage("m", 2, 1)
+
+
+@pytest.mark.parametrize(("module", "fixture"), [
+    ("aigw.compat.openai_anthropic", "anthropic_response_text.json"),
+    ("aigw.compat.openai_anthropic", "anthropic_response_tools.json"),
+    ("aigw.compat.openai_google", "google_response_text.json"),
+    ("aigw.compat.openai_google", "google_response_tools.json"),
+    ("aigw.compat.openai_workersai", "workersai_response_text.json"),
+    ("aigw.compat.openai_workersai", "workersai_response_tools.json")])
+def test_a_translated_reply_hands_over_the_body_it_parsed_with_the_same_usage(module: str,
+                                                                              fixture: str) -> None:
+    # /compat JSON: the log capture reads usage from the object the translator parsed
+    # (Attempt.usage_from) instead of parsing the reply again; same usage either way.
+    from aigw.usage import usage_from_obj
+    body = (Path(__file__).parent / "fixtures" / "compat" / fixture).read_bytes()
+    seen: list = []
+    assert importlib.import_module(module).translate_response(200, body, "m", on_parsed=seen.append)
+    wire = {"aigw.compat.openai_anthropic": "anthropic", "aigw.compat.openai_google": "google"}.get(
+        module, "workers-ai")
+    assert len(seen) == 1 and usage_from_obj(seen[0]) == usage_from_json(wire, body)
+    assert usage_from_json(wire, body) is not None and usage_from_json(wire, body).tokens_out > 0

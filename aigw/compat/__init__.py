@@ -26,7 +26,8 @@ class Translator(Protocol):
     """What each `openai_<upstream>` module exposes."""
 
     def build_request(self, body: dict[str, Any], model: str, stream: bool) -> tuple[str, dict[str, str], bytes]: ...
-    def translate_response(self, status: int, body: bytes, model: str) -> bytes | None: ...  # None: not a reply
+    def translate_response(self, status: int, body: bytes, model: str, *,
+                           on_parsed: Any = None) -> bytes | None: ...  # None: not a reply
     def translate_error(self, status: int, body: bytes) -> bytes: ...
     def StreamTranslator(self, model: str, include_usage: bool) -> StreamTranslatorProtocol: ...  # noqa: N802
 

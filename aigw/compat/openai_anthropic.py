@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aigw import _json
 from aigw.compat import _openai as oa
@@ -201,10 +201,13 @@ def _usage(raw: Any) -> dict[str, Any]:
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+                       new_id: oa.IdFactory = oa.new_completion_id,
+                       on_parsed: Callable[[dict[str, Any]], None] | None = None) -> bytes | None:
     """A complete Anthropic message -> OpenAI chat.completion JSON bytes; None if the body
     is not a message (its `content` blocks), which the relay answers as an error."""
     msg = oa.loads_object(body)
+    if on_parsed is not None and msg is not None:  # the log capture reads usage from it
+        on_parsed(msg)
     if msg is None or not isinstance(msg.get("content"), list):
         return None
     texts: list[str] = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aigw import _json
 from aigw.compat import _openai as oa
@@ -254,11 +254,14 @@ def _call(part: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+                       new_id: oa.IdFactory = oa.new_completion_id,
+                       on_parsed: Callable[[dict[str, Any]], None] | None = None) -> bytes | None:
     """A complete Gemini GenerateContentResponse -> OpenAI chat.completion JSON bytes; None
     if the body is not one (neither `candidates` nor a blocked prompt's `promptFeedback`),
     which the relay answers as an error."""
     data = oa.loads_object(body)
+    if on_parsed is not None and data is not None:  # the log capture reads usage from it
+        on_parsed(data)
     if data is None:
         return None
     candidates = data.get("candidates")

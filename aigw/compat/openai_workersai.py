@@ -19,7 +19,7 @@ called a tool and `stop` otherwise (a reply cut by `max_tokens` cannot be told a
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aigw import _json
 from aigw.compat import _openai as oa
@@ -165,11 +165,14 @@ def _call_list(raw: Any) -> list[dict[str, Any]] | None:
 
 
 def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock = time.time,
-                       new_id: oa.IdFactory = oa.new_completion_id) -> bytes | None:
+                       new_id: oa.IdFactory = oa.new_completion_id,
+                       on_parsed: Callable[[dict[str, Any]], None] | None = None) -> bytes | None:
     """A complete `ai/run` reply (the Cloudflare v4 envelope) -> OpenAI chat.completion JSON
     bytes; None if the body is not a reply (no `response`, `tool_calls` or `choices`, or
     `success: false`), which the relay answers as an error."""
     data = oa.loads_object(body)
+    if on_parsed is not None and data is not None:  # the log capture reads usage from it
+        on_parsed(data)
     if data is None or data.get("success") is False:
         return None
     inner = data.get("result")

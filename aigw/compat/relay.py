@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from types import ModuleType
 
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -41,7 +41,8 @@ class TranslatingRelay:
 
     def __init__(self, module: ModuleType, model: str, include_usage: bool) -> None:
         self.module = module
-        self._vetted: tuple[bytes, bytes] | None = None  # (body, its translation), from `vet`
+        # (body, its translation, the parsed body) from `vet`, for `commit`
+        self._vetted: tuple[bytes, bytes, Any] | None = None
         self.model = model  # the bare model (the client's without `{provider}/`), echoed in every reply
         self.include_usage = include_usage
 
@@ -55,18 +56,20 @@ class TranslatingRelay:
         `commit`."""
         if ready.is_sse or not ready.complete:
             return ready
-        out = self._translate(ready.resp.status, ready.head)
+        parsed: list[Any] = []
+        out = self._translate(ready.resp.status, ready.head, parsed.append)
         if out is None:
             return Failure(ready.resp.status, "in-band error", down_headers(ready.resp), ready.head)
-        self._vetted = (ready.head, out)
+        self._vetted = (ready.head, out, parsed[0] if parsed else None)
         return ready
 
-    def _translate(self, status: int, body: bytes) -> bytes | None:
+    def _translate(self, status: int, body: bytes,
+                   on_parsed: Callable[[Any], None] | None = None) -> bytes | None:
         """The OpenAI reply for a 2xx body, or None when it is not the provider's reply (one
         that cannot be translated at all, e.g. nested deeper than JSON can be written,
         included)."""
         try:
-            return self.module.translate_response(status, body, self.model)
+            return self.module.translate_response(status, body, self.model, on_parsed=on_parsed)
         except Exception as exc:
             logger.warning("%s reply could not be translated (%s)", self.module.PROVIDER,
                            type(exc).__name__)
@@ -96,8 +99,13 @@ class TranslatingRelay:
                 return self._json(IN_BAND_STATUS, error_body(
                     "upstream response interrupted", "api_error", None, "stream_interrupted"), extra)
             vetted = self._vetted
-            out = vetted[1] if vetted is not None and vetted[0] is body else \
-                self._translate(resp.status, body)
+            out: bytes | None
+            if vetted is not None and vetted[0] is body:
+                out = vetted[1]
+                if obs is not None and vetted[2] is not None:  # parsed once, for both
+                    obs.usage_from(vetted[2])
+            else:
+                out = self._translate(resp.status, body)
             if out is None:
                 # A 2xx that is not the provider's reply (an HTML page, an error object) is
                 # no success: an error in OpenAI's shape, as for an in-band error.

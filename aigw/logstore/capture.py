@@ -16,7 +16,7 @@ from aigw.cost import CustomCost, PriceTable, compute_cost, parse_custom_cost
 from aigw.logstore.row import (SECRET_HEADERS, LogRow, clean_text, collect_flags, parse_metadata,
                                response_members)
 from aigw.usage import (SSEUsageScanner, Usage, model_from_path, model_from_request, usage_from_json,
-                        usage_from_tail)
+                        usage_from_obj, usage_from_tail)
 
 __all__ = ["Recorder", "Attempt", "secret_header_names", "decoder"]
 
@@ -233,7 +233,7 @@ class Attempt:
 
     __slots__ = ("rec", "t", "row", "head", "complete", "started", "scanner", "_scan", "size",
                  "parts", "room", "decoder", "plain", "body", "kept", "truncated", "failed",
-                 "ttfb")
+                 "ttfb", "parsed")
 
     def __init__(self, rec: Recorder, t: Any, row: LogRow, head: bytes, complete: bool,
                  started: float, encoding: bytes | None = None) -> None:
@@ -246,6 +246,7 @@ class Attempt:
         self.failed = False  # the reply was not delivered whole (`mark_failed`)
         self.decoder = None if encoding is None else decoder(encoding)
         self.head = head
+        self.parsed: Any = None  # the body as the relay parsed it (`usage_from`)
         self.plain = 0  # decoded bytes (kept only for a compressed reply)
         # Usage: a JSON body read whole is parsed once at the end; one relayed in pieces (or
         # compressed: decoded in bounded pieces) is kept, bounded, and parsed at the end; an
@@ -320,6 +321,11 @@ class Attempt:
         reply. The row says the attempt did not succeed; its status is the upstream's."""
         self.failed = True
 
+    def usage_from(self, parsed: Any) -> None:
+        """The whole JSON body, already parsed by a translating relay: usage is read from it
+        rather than from the bytes parsed again."""
+        self.parsed = parsed
+
     def usage_sink(self) -> Callable[[Any], None] | None:
         """Where a stream translator sends each parsed upstream event (usage is read from
         them): the scanner's `see`, or None when this reply is not scanned."""
@@ -327,6 +333,8 @@ class Attempt:
 
     def _usage(self) -> Usage | None:
         if self.complete:
+            if self.parsed is not None:
+                return usage_from_obj(self.parsed)
             return usage_from_json(self.t.wire, self.head)
         if self.body is not None:
             data = b"".join(self.body)
