@@ -241,8 +241,9 @@ class GatewayMetrics(Registry):
     def __init__(self, max_series: int = MAX_SERIES) -> None:
         super().__init__()
         n = max_series
-        self.requests = Counter("aigw_requests_total", "Requests answered, by gateway, "
-                                "provider and status code", ("gateway", "provider", "status"), n)
+        self.requests = Counter("aigw_requests_total", "Upstream attempts (each fallback step "
+                                "and retry) and cache hits, by gateway, provider and the status "
+                                "they got (error: none)", ("gateway", "provider", "status"), n)
         self.upstream_latency = Histogram("aigw_upstream_duration_seconds", "Upstream attempt "
                                           "duration, until the last byte", ("provider",), cap=n)
         self.ttfb = Histogram("aigw_upstream_ttfb_seconds", "Upstream time to first byte",
