@@ -125,6 +125,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A port bound for the whole test session and never listened on: connecting is refused at
+# once, and no gateway started on port 0 can be given it (a port from free_port() was freed
+# again, so the OS could hand it to the gateway itself, which then refused its own config).
+_DEAD = socket.socket()
+_DEAD.bind(("127.0.0.1", 0))
+DEAD_PORT = int(_DEAD.getsockname()[1])
+
+
 @pytest.fixture
 def procs():
     """Real `aigw` processes a test starts (tests/procs.py); killed after the test."""
@@ -162,7 +170,7 @@ def base_config(upstream: MockUpstream, extra: dict[str, Any] | None = None) -> 
             "workers-ai": {"base_url": upstream.url("/client/v4/accounts/{account}/ai/run")},
             "groq": {"base_url": upstream.url("/openai/v1")},
             "google-ai-studio": {"base_url": upstream.url("")},
-            "custom-dead": {"base_url": f"http://127.0.0.1:{free_port()}/v1"},
+            "custom-dead": {"base_url": f"http://127.0.0.1:{DEAD_PORT}/v1"},
         },
         "logs": {"backend": "off"},
     }
