@@ -134,6 +134,7 @@ _MODEL_MEMBER = re.compile(rb'"(?:model|modelVersion)"\s*:\s*"([^"\\]{1,200})"')
 
 
 _TAIL_TRIES = 4  # usage objects tried per mark, from the last: a tail is upstream-controlled
+_TAIL_OBJECT = re.compile(rb"\s*:\s*\{")  # what follows a mark that names an object
 
 
 def usage_from_tail(tail: bytes) -> Usage | None:
@@ -145,10 +146,10 @@ def usage_from_tail(tail: bytes) -> Usage | None:
         pos = tail.rfind(mark)
         tries = _TAIL_TRIES
         while pos >= 0 and tries:
-            rest = tail[pos + len(mark):].lstrip()
-            if rest[:1] == b":" and rest[1:].lstrip()[:1] == b"{":
+            m = _TAIL_OBJECT.match(tail, pos + len(mark))  # no copy of the tail per mark
+            if m is not None:
                 tries -= 1
-                text = rest[1:].lstrip().decode("utf-8", "replace")
+                text = tail[m.end() - 1:].decode("utf-8", "replace")
                 try:
                     obj = _json.loads_first(text)
                 except (ValueError, RecursionError):

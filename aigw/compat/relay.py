@@ -82,15 +82,14 @@ class TranslatingRelay:
         if not ready.is_sse:
             try:
                 body = ready.head if ready.complete else await resp.read(MAX_REPLY + 1)
+                if obs is not None and not ready.complete:
+                    obs.feed(body)
                 if len(body) > MAX_REPLY:  # read no further (the connection is dropped)
                     if obs is not None:
-                        obs.feed(body)
                         obs.mark_failed()
                     return self._json(IN_BAND_STATUS, error_body(
                         f"upstream reply over {MAX_REPLY} bytes: too large to translate", "api_error",
                         None, "reply_too_large"), extra)
-                if obs is not None and not ready.complete:
-                    obs.feed(body)
             except _CUT as exc:
                 resp.close()
                 logger.warning("upstream body cut (%s)", type(exc).__name__)

@@ -175,7 +175,7 @@ class Inflate:
     __slots__ = ("_d", "left", "opaque")
 
     def __init__(self, encoding: bytes, opaque: bool = False) -> None:
-        self._d: Any = None if encoding == b"deflate" else zlib.decompressobj(31)
+        self._d: Any = None if opaque or encoding == b"deflate" else zlib.decompressobj(31)
         self.left = 0 if opaque else DECODE_MAX
         self.opaque = opaque  # an encoding aigw cannot decode: nothing comes out
 
@@ -247,7 +247,7 @@ class Attempt:
         self.decoder = None if encoding is None else decoder(encoding)
         self.head = head
         self.parsed: Any = None  # the body as the relay parsed it (`usage_from`)
-        self.plain = 0  # decoded bytes (kept only for a compressed reply)
+        self.plain = 0  # bytes taken (`_take`): the decoded size of a compressed reply
         # Usage: a JSON body read whole is parsed once at the end; one relayed in pieces (or
         # compressed: decoded in bounded pieces) is kept, bounded, and parsed at the end; an
         # SSE reply is scanned as it goes.
@@ -262,20 +262,13 @@ class Attempt:
         # not searched and parsed a second time.
         self._scan = None if self.scanner is None or t.relay is not None else self.scanner.feed
         # the response head is kept only for a row that stores bodies
-        keep = rec.head_bytes if rec.do_log and rec.payload else 0
+        self.parts: list[bytes] = []
+        self.room = rec.head_bytes if rec.do_log and rec.payload else 0
         if self.decoder is not None:
-            self.parts: list[bytes] = []
-            self.room = keep
             for piece in self.decoder.pieces(head):
                 self._take(piece)
-            return
-        self.parts = [head[:keep]] if head and keep else []
-        self.room = keep - len(self.parts[0]) if self.parts else keep
-        if head:
-            if self._scan is not None:
-                self._scan(head)
-            elif self.body is not None:
-                self._keep(head)
+        elif head:
+            self._take(head)
 
     def feed(self, chunk: bytes) -> None:
         """One relayed chunk: count it, keep the body head, scan for usage."""
@@ -293,8 +286,9 @@ class Attempt:
             self._keep(chunk)
 
     def _take(self, piece: bytes) -> None:
-        """A decoded piece of a compressed reply: what `feed` does with a plain chunk (which
-        `feed` does inline: a call more per relayed chunk shows in the benchmark)."""
+        """The head, or a decoded piece of a compressed reply: what `feed` does with a plain
+        chunk (which `feed` does inline: a call more per relayed chunk shows in the
+        benchmark)."""
         self.plain += len(piece)
         if self.room > 0:
             self.parts.append(piece[:self.room])

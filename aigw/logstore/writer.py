@@ -21,6 +21,26 @@ __all__ = ["LogWriter"]
 logger = logging.getLogger("aigw.logs")
 
 
+class _Tally:
+    """A running count reported on the log at most once per `every` seconds."""
+
+    __slots__ = ("every", "reported", "last")
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.reported = 0  # the count as of the last report
+        self.last = float("-inf")  # when that was (monotonic)
+
+    def due(self, total: int) -> int:
+        """How much `total` grew since the last report, when a report is due now (it is
+        then taken as made); else 0."""
+        now = time.monotonic()
+        if total <= self.reported or now - self.last < self.every:
+            return 0
+        since, self.reported, self.last = total - self.reported, total, now
+        return since
+
+
 class LogWriter:
     """Bounded queue + one batching task in front of a log store."""
 
@@ -38,10 +58,8 @@ class LogWriter:
         self.written = 0
         self.dropped = 0  # queue full or writer closed
         self.failed = 0  # rows lost to store errors
-        self._dropped_reported = 0
-        self._last_warn = 0.0
-        self._rejected_reported = 0  # rows the store refused (STOP_INSERTING), reported so far
-        self._last_reject_warn = float("-inf")
+        self._drops = _Tally(warn_every)  # rows dropped here, as reported on the log
+        self._refusals = _Tally(warn_every)  # rows the store refused (STOP_INSERTING)
 
     def __repr__(self) -> str:
         return (f"<LogWriter [queued {len(self._queue)}/{self.queue_max} | written "
@@ -65,27 +83,19 @@ class LogWriter:
         return True
 
     def _warn_dropped(self) -> None:
-        now = time.monotonic()
-        if now - self._last_warn >= self.warn_every:
-            self._last_warn = now
+        since = self._drops.due(self.dropped)
+        if since:
             logger.warning("log store falling behind: dropped %d log rows (%d since last "
-                           "report); queue_max=%d", self.dropped,
-                           self.dropped - self._dropped_reported, self.queue_max)
-            self._dropped_reported = self.dropped
+                           "report); queue_max=%d", self.dropped, since, self.queue_max)
 
     def _warn_rejected(self) -> None:
         """The store is full under STOP_INSERTING: say so, at most once per `warn_every`."""
         rejected = getattr(self.store, "rejected", 0)
-        if rejected <= self._rejected_reported:
-            return
-        now = time.monotonic()
-        if now - self._last_reject_warn >= self.warn_every:
-            self._last_reject_warn = now
+        since = self._refusals.due(rejected)
+        if since:
             logger.warning("log store full (log_management_strategy STOP_INSERTING, max_rows=%s): "
                            "%d log rows not stored (%d since last report)",
-                           getattr(self.store, "max_rows", "?"), rejected,
-                           rejected - self._rejected_reported)
-            self._rejected_reported = rejected
+                           getattr(self.store, "max_rows", "?"), rejected, since)
 
     async def start(self) -> None:
         """Start the store and the background task."""
@@ -134,5 +144,5 @@ class LogWriter:
                 self._task = None
         await self._drain(everything=True)
         await self.store.close()
-        if self.dropped > self._dropped_reported:
+        if self.dropped > self._drops.reported:
             logger.warning("log writer closed; %d log rows were dropped in total", self.dropped)
