@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import zlib
 
 import pytest
 
 from _logfixtures import ACCOUNT, GATEWAY, make_row
+from aigw.logstore.codec import LZ4, REQUEST, RESPONSE
 from aigw.logstore.query import parse_query
 from aigw.logstore.row import COLUMNS, DENSE, SPARSE
 from aigw.logstore.sqlite import PAGE_SIZE, SqliteLogStore, has_sparse, params
@@ -139,7 +141,7 @@ STREAM_HEAD = b"".join(b'data: {"id":"chatcmpl-1","object":"chat.completion.chun
                        b'"delta":{"content":"tok%d "}}]}\n\n' % i for i in range(40))[:4096]
 
 
-async def test_large_body_heads_are_stored_deflated_and_read_back_exactly(store, tmp_path):
+async def test_large_body_heads_are_stored_compressed_and_read_back_exactly(store, tmp_path):
     big_request = b'{"messages":[' + b'{"role":"user","content":"%d"},' * 200 + b"]}"
     row = make_row(0, response_content_type="text/event-stream")
     row.set_bodies(big_request, STREAM_HEAD + b"the rest of the stream", 4096)
@@ -149,7 +151,7 @@ async def test_large_body_heads_are_stored_deflated_and_read_back_exactly(store,
     stored = dict((i, (req, resp, codec)) for i, req, resp, codec in con.execute(
         "SELECT id, request_body, response_body, body_codec FROM aigw_logs"))
     req, resp, codec = stored[row.id]
-    assert codec == 3 and len(resp) < len(STREAM_HEAD) // 4 and b"tok1 " not in resp
+    assert codec == (REQUEST | RESPONSE) << LZ4 and len(resp) < len(STREAM_HEAD) // 4 and b"tok1 " not in resp
     assert stored[small.id][2] == 0 and stored[small.id][1] == b'{"id":"x","usage":{}}'  # small: raw
     got = await store.get(ACCOUNT, GATEWAY, row.id)
     assert got["response_head"] == STREAM_HEAD.decode() and got["response_head_complete"] is False
@@ -157,6 +159,27 @@ async def test_large_body_heads_are_stored_deflated_and_read_back_exactly(store,
     assert await store.get_body(ACCOUNT, GATEWAY, row.id, "response") == (
         STREAM_HEAD, "text/event-stream", False)
     assert (await store.get_body(ACCOUNT, GATEWAY, small.id, "response"))[0] == b'{"id":"x","usage":{}}'
+
+
+async def test_heads_deflated_by_an_earlier_version_read_back(store, tmp_path):
+    # before LZ4, large heads were raw deflate (window 2**12), body_codec bits 1 and 2
+    row = make_row(0, response_content_type="text/event-stream")
+    row.set_bodies(b'{"messages":[]}', b"x", 4096)
+    await store.insert_many([row])
+    old_req = b'{"messages":[' + b'{"role":"user","content":"old"},' * 60 + b"]}"
+
+    def deflate(data: bytes) -> bytes:
+        c = zlib.compressobj(1, zlib.DEFLATED, -12, 4)
+        return c.compress(data) + c.flush()
+
+    con = sqlite3.connect(tmp_path / "logs.sqlite")
+    con.execute("UPDATE aigw_logs SET request_body = ?, response_body = ?, body_codec = 3 WHERE id = ?",
+                (deflate(old_req), deflate(STREAM_HEAD), row.id))
+    con.commit()
+    con.close()
+    got = await store.get(ACCOUNT, GATEWAY, row.id)
+    assert got["request_head"] == old_req.decode() and got["response_head"] == STREAM_HEAD.decode()
+    assert (await store.get_body(ACCOUNT, GATEWAY, row.id, "response"))[0] == STREAM_HEAD
 
 
 async def test_a_table_from_an_earlier_version_gains_the_new_columns(tmp_path):

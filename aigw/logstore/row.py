@@ -90,7 +90,7 @@ class LogRow:
         self.response_body: bytes | None = None
         self.feedback: int | None = None
         self.score: float | None = None
-        self.body_codec = 0  # set by a store that deflates body heads (aigw.logstore.codec)
+        self.body_codec = 0  # set by a store that compresses body heads (aigw.logstore.codec)
         self.secrets: tuple[str, ...] = ()  # values to scrub from path and bodies
         # whether the response head gets the credential-member pass (see response_members)
         self.response_members = True

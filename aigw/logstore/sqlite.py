@@ -1,7 +1,7 @@
 """The embedded log store: stdlib sqlite3 in WAL mode, driven from one worker thread.
 
 Every sqlite3 call runs on a single-thread executor, so the connection is only ever used
-by one thread and the event loop never blocks on disk. Large body heads are deflated on
+by one thread and the event loop never blocks on disk. Large body heads are compressed (LZ4) on
 that thread before the insert (aigw.logstore.codec).
 """
 
