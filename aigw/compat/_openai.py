@@ -297,6 +297,9 @@ def text_of(content: Any, i: int) -> str:
 _CONTENT_TAIL = b'},"finish_reason":null,"logprobs":null}]}\n\n'
 _FINISH_HEAD = b'{"index":0,"delta":{},"finish_reason":'
 _FINISH_TAIL = b',"logprobs":null}]}\n\n'
+# the finish choice for each reason a translator gives, made once
+_FINISH_CHOICE = {r: _FINISH_HEAD + b'"%s"' % r.encode() + _FINISH_TAIL
+                  for r in ("stop", "length", "tool_calls", "content_filter", "function_call")}
 _ROLE_CHOICE = b'{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null}]}\n\n'
 
 
@@ -447,7 +450,10 @@ class ChunkStream:
 
     def finish_chunk(self, reason: str) -> bytes:
         """`chunk({}, finish=reason)` for choice 0, from bytes."""
-        return self._prefix() + _FINISH_HEAD + _json.dumps(reason) + _FINISH_TAIL
+        choice = _FINISH_CHOICE.get(reason)
+        if choice is None:
+            choice = _FINISH_HEAD + _json.dumps(reason) + _FINISH_TAIL
+        return self._prefix() + choice
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
         """One `chat.completion.chunk` SSE event."""

@@ -255,6 +255,7 @@ _TEXT_START = b'event: content_block_start\ndata: {"type":"content_block_start",
 _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 # Events parsed without the general splitter: their one data line is handed to _data.
 _DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
+_DATA_AT = len(_DATA_EVENTS[0])  # both prefixes are as long: the data line starts here
 
 
 class StreamTranslator(oa.ChunkStream):
@@ -270,6 +271,7 @@ class StreamTranslator(oa.ChunkStream):
         # tool_use blocks whose arguments have not started: one with none at its stop gets
         # "{}", as the non-streamed reply has (Anthropic streams `input: {}` and no delta)
         self._no_args: set[int] = set()
+        self._usage_due = False  # a message_delta came: `usage` is made from _raw_usage at the end
 
     TEXT_EVENT = _TEXT_EVENT
 
@@ -282,7 +284,7 @@ class StreamTranslator(oa.ChunkStream):
                 block[len(_TEXT_START):-len(_EMPTY_TEXT)].isdigit():
             return b""  # an empty text block opens: nothing to say yet
         if block.startswith(_DATA_EVENTS):
-            payload = block[block.index(b"\ndata: ") + 7:]
+            payload = block[_DATA_AT:]
             if b"\n" in payload:
                 return None  # several data lines: the general way joins them
             data = oa.loads_object(payload)
@@ -311,8 +313,13 @@ class StreamTranslator(oa.ChunkStream):
                 return self.chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": "{}"}}]})
             return b""
         if kind == "message_delta":
-            self._raw_usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-            self.usage = _usage(self._raw_usage)
+            u = data.get("usage")
+            if u:
+                raw = self._raw_usage
+                for k, v in u.items():
+                    if v is not None:
+                        raw[k] = v
+            self._usage_due = True
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason is None:
                 return b""
@@ -323,6 +330,11 @@ class StreamTranslator(oa.ChunkStream):
             return self.error_event(err.get("message", "upstream error"), err.get("type", "api_error"),
                                     err.get("type"))
         return b""  # ping, content_block_stop, message_stop carry nothing for OpenAI
+
+    def _tail(self) -> bytes:
+        if self._usage_due:  # made once, when the final usage chunk may need it
+            self.usage = _usage(self._raw_usage)
+        return b""
 
     def _block_start(self, index: int, block: dict[str, Any]) -> bytes:
         if block.get("type") == "text" and block.get("text"):
