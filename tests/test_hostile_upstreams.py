@@ -86,7 +86,8 @@ async def test_a_writer_error_is_counted_and_the_writer_goes_on(monkeypatch, cap
 
         async def close(self): pass
 
-        async def insert_many(self, rows):
+        async def insert_many(self, rows, prepare=None):
+            prepare(rows)
             self.rows.extend(rows)
             return len(rows)
 

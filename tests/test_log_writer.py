@@ -18,8 +18,10 @@ class MemStore:
     async def start(self):
         pass
 
-    async def insert_many(self, rows):
+    async def insert_many(self, rows, prepare=None):
         await asyncio.sleep(self.delay)
+        if prepare is not None:
+            prepare(rows)
         if self.fail:
             raise RuntimeError("disk full")
         self.batches.append(len(rows))
@@ -110,10 +112,10 @@ async def test_rows_a_full_store_refuses_are_reported(caplog):
         max_rows = 3
         rejected = 0
 
-        async def insert_many(self, rows):
+        async def insert_many(self, rows, prepare=None):
             room = max(self.max_rows - len(self.rows), 0)
             self.rejected += max(len(rows) - room, 0)
-            return await super().insert_many(rows[:room])
+            return await super().insert_many(rows[:room], prepare)
 
     store = FullStore()
     w = LogWriter(store, queue_max=100, batch_size=5, warn_every=3600)

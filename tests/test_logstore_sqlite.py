@@ -137,6 +137,29 @@ async def test_loop_is_not_blocked_by_store_io(store):
     assert seen and all(name.startswith("aigw-sqlite") for name in seen)
 
 
+async def test_the_writers_redaction_runs_on_the_store_thread_before_the_rows_are_written(store):
+    import threading
+    seen = []
+
+    def prepare(rows):
+        seen.append(threading.current_thread().name)
+        for r in rows:
+            r.response_body = r.response_body.replace(b"usage", b"[REDACTED]")
+
+    row = make_row(0)
+    assert await store.insert_many([row], prepare) == 1
+    assert seen and seen[0].startswith("aigw-sqlite")
+    assert (await store.get_body(ACCOUNT, GATEWAY, row.id, "response"))[0] == b'{"id":"x","[REDACTED]":{}}'
+
+    def broken(rows):
+        raise RuntimeError("a bug in a redaction pass")
+
+    with pytest.raises(RuntimeError):
+        await store.insert_many([make_row(1)], broken)
+    got, _ = await store.list(ACCOUNT, GATEWAY, parse_query(MultiDict()))
+    assert [r["id"] for r in got] == [row.id]  # nothing of the failed batch was written
+
+
 STREAM_HEAD = b"".join(b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,'
                        b'"delta":{"content":"tok%d "}}]}\n\n' % i for i in range(40))[:4096]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from aigw import _json
 from aigw.logstore.codec import REQUEST, RESPONSE, unpack
@@ -31,7 +31,10 @@ class LogStore(Protocol):
     rejected: int
 
     async def start(self) -> None: ...
-    async def insert_many(self, rows: Sequence[LogRow]) -> int: ...
+    # `prepare` (the writer's redaction) is applied to the rows before they are stored, on
+    # whichever thread the store writes from; an error from it fails the batch.
+    async def insert_many(self, rows: Sequence[LogRow],
+                          prepare: Callable[[Sequence[LogRow]], None] | None = None) -> int: ...
     async def list(self, account: str, gateway: str,
                    query: Query) -> tuple[list[dict[str, Any]], dict[str, Any]]: ...
     async def get(self, account: str, gateway: str, log_id: str) -> dict[str, Any] | None: ...

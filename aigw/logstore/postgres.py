@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -91,9 +91,13 @@ class PostgresLogStore(SqlLogStore):
             self._counted_at = float("-inf")  # rows went: retention recounts before it acts
         return n
 
-    async def insert_many(self, rows: Sequence[LogRow]) -> int:
-        """Insert rows in one transaction, applying retention; returns rows offered."""
+    async def insert_many(self, rows: Sequence[LogRow],
+                          prepare: Callable[[Sequence[LogRow]], None] | None = None) -> int:
+        """Insert rows in one transaction, applying retention; returns rows offered.
+        `prepare` (the writer's redaction) runs first, on the loop."""
         assert self._pool is not None, "store not started"
+        if prepare is not None:
+            prepare(rows)
         t = self.table
         cutoff = self._age_cutoff()
         values = [r.values() for r in rows]

@@ -180,15 +180,24 @@ class SqliteLogStore(SqlLogStore):
                 db.execute(self._heads[full] + ",".join([self._row_sqls[full]] * size),
                            params(chunk, full))
 
-    async def insert_many(self, rows: Sequence[LogRow]) -> int:
-        """Insert rows in one transaction, applying retention; returns rows stored."""
-        cutoff = self._age_cutoff()
-        # The rows are read on the store's thread: nothing changes them once they are queued.
-        return await self._run(self._insert_sync, rows, cutoff)
+    async def insert_many(self, rows: Sequence[LogRow],
+                          prepare: Callable[[Sequence[LogRow]], None] | None = None) -> int:
+        """Insert rows in one transaction, applying retention; returns rows stored.
 
-    def _insert_sync(self, rows: Sequence[LogRow], cutoff: int | None) -> int:
+        `prepare` (the writer's redaction) runs on the store's thread, just before the rows
+        are packed: each body head is read there while it is in the CPU's cache, and the
+        event loop is not held up by it. (Nothing else touches a row once it is queued.)
+        Against redacting on the loop: a logged stream ~8 µs of CPU less, the loop ~15 µs
+        less (bench/README.md)."""
+        cutoff = self._age_cutoff()
+        return await self._run(self._insert_sync, rows, cutoff, prepare)
+
+    def _insert_sync(self, rows: Sequence[LogRow], cutoff: int | None,
+                     prepare: Callable[[Sequence[LogRow]], None] | None = None) -> int:
         db = self._db
         assert db is not None, "store not started"
+        if prepare is not None:
+            prepare(rows)
         t = self.table
         # IMMEDIATE: the write lock first, so the count read below is the one this
         # transaction changes, whichever process wrote last
