@@ -1,8 +1,8 @@
 """The embedded log store: stdlib sqlite3 in WAL mode, driven from one worker thread.
 
 Every sqlite3 call runs on a single-thread executor, so the connection is only ever used
-by one thread and the event loop never blocks on disk. Large body heads are compressed (LZ4) on
-that thread before the insert (aigw.logstore.codec).
+by one thread and the event loop never blocks on disk. Rows are redacted, and large body
+heads compressed (LZ4, aigw.logstore.codec), on that thread before the insert.
 """
 
 from __future__ import annotations
@@ -185,10 +185,10 @@ class SqliteLogStore(SqlLogStore):
         """Insert rows in one transaction, applying retention; returns rows stored.
 
         `prepare` (the writer's redaction) runs on the store's thread, just before the rows
-        are packed: each body head is read there while it is in the CPU's cache, and the
-        event loop is not held up by it. (Nothing else touches a row once it is queued.)
-        Against redacting on the loop: a logged stream ~8 µs of CPU less, the loop ~15 µs
-        less (bench/README.md)."""
+        are packed, so the two passes over the same body heads follow each other on one
+        thread and the event loop does neither (nothing else touches a row once it is
+        queued). Measured against redacting on the loop in bench/README.md ("Sixth
+        session")."""
         cutoff = self._age_cutoff()
         return await self._run(self._insert_sync, rows, cutoff, prepare)
 

@@ -1,9 +1,10 @@
 """The background log writer: requests hand rows over and never wait on the store.
 
 `submit` is synchronous and O(1): an append to a bounded deque. A task drains the deque in
-batches into `store.insert_many`, which redacts each batch (`redact_rows`) before writing it. When the deque is full the row is dropped, counted in
-`dropped` (exported as `aigw_log_rows_dropped_total`) and reported on the `aigw.logs`
-logger at most once per `warn_every` seconds, so a slow store is never silent.
+batches into `store.insert_many`, which redacts each batch (`redact_rows`) before writing
+it. When the deque is full the row is dropped, counted in `dropped` (exported as
+`aigw_log_rows_dropped_total`) and reported on the `aigw.logs` logger at most once per
+`warn_every` seconds, so a slow store is never silent.
 """
 
 from __future__ import annotations
