@@ -265,3 +265,49 @@ def test_nothing_after_an_error_event_is_translated(crlf: bool) -> None:
     out = tr.feed(stream)
     assert b"before" in out and b"Overloaded" in out and b"after" not in out
     assert tr.failed and not tr.finished
+
+
+_BURST_EVENTS = {
+    "start": b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude",'
+             b'"usage":{"input_tokens":5,"output_tokens":1}}}\n\n',
+    "text_start": b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+                  b'"content_block":{"type":"text","text":""}}\n\n',
+    "ping": b'event: ping\ndata: {"type": "ping"}\n\n',
+    "stop_block": b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+    "delta_end": b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+                 b'"usage":{"output_tokens":7}}\n\n',
+    "stop": b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    "error": b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+    "other_index": _delta_event(b'"from block 1"', index=1),
+    "extra_member": _delta_event(b'"x"', b',"extra":1'),
+}
+
+
+def test_a_burst_translates_as_its_events_one_by_one() -> None:
+    """However the events of a burst are arranged (text deltas in one run or broken up by
+    other events, errors anywhere, deltas of another block or with another member), the
+    burst read at once gives the same bytes as its events fed one at a time."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=6).map(lambda s: _delta_event(json.dumps(s).encode()))
+    event = st.one_of(text, text, text, st.sampled_from(sorted(_BURST_EVENTS)).map(_BURST_EVENTS.get))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(event, max_size=14), st.booleans())
+    def check(events: list, usage: bool) -> None:
+        whole = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+        one_by_one = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+        at_once = whole.feed(b"".join(events)) + whole.finish()
+        out = []
+        for e in events:  # as the relay does: nothing is fed after an error event
+            out.append(one_by_one.feed(e))
+            if one_by_one.failed:
+                break
+        each = b"".join(out) + one_by_one.finish()
+        assert at_once == each
+        assert (whole.failed, whole.finished) == (one_by_one.failed, one_by_one.finished)
+
+    check()

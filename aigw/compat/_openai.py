@@ -358,6 +358,25 @@ class ChunkStream:
         head = self._content_head or self._make_content_head()
         joiner = _CONTENT_TAIL + head
         segments, literals = parts[0::2], parts[1::2]  # segment i comes before literal i
+        last = len(segments) - 1
+        pre, post = segments[0], segments[last]
+        if segments.count(b"") == last - 1 + (not pre) + (not post):
+            # The usual burst: other events only before and after one run of text deltas;
+            # the same result as the general loop below, without walking every segment.
+            if pre and not pre.endswith(b"\n\n") or post and not post.endswith(b"\n\n"):
+                return self._blocks(done)  # a match began mid-event: no shortcut
+            text = head + joiner.join(literals) + _CONTENT_TAIL
+            if not pre and not post:
+                return text
+            out = []
+            if pre:
+                out.append(self._blocks(pre))
+                if self.failed:
+                    return out[0]  # an error event: nothing after it is valid
+            out.append(text)
+            if post:
+                out.append(self._blocks(post))
+            return b"".join(out)
         others = [i for i, seg in enumerate(segments) if seg]
         if not others:  # nothing but text deltas: one join
             return head + joiner.join(literals) + _CONTENT_TAIL
