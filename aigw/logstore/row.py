@@ -1,8 +1,8 @@
 """One log row (reference table 6.1), the per-request log headers, and redaction.
 
 A `LogRow` is built on the hot path with plain attribute sets (no dict merging); secrets
-are scrubbed later by `LogRow.redact()`, which the writer calls off the hot path, before a
-row reaches any store.
+are scrubbed later, a batch at a time, by `redact_rows`, which the writer hands to the store
+to run just before the rows are written (the SQLite store on its own thread).
 """
 
 from __future__ import annotations
