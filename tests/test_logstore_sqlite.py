@@ -205,6 +205,24 @@ async def test_heads_deflated_by_an_earlier_version_read_back(store, tmp_path):
     assert (await store.get_body(ACCOUNT, GATEWAY, row.id, "response"))[0] == STREAM_HEAD
 
 
+@pytest.mark.parametrize("damage", ["lz4-garbage", "lz4-huge-size", "deflate-garbage"])
+async def test_a_damaged_stored_head_reads_as_null_and_the_row_still_reads(store, tmp_path, damage, caplog):
+    row = make_row(0, response_content_type="text/event-stream")
+    row.set_bodies(b'{"messages":[]}', STREAM_HEAD, 4096)
+    await store.insert_many([row])
+    blob, codec = {"lz4-garbage": (b"\x00\x10\x00\x00not lz4 at all", 8),
+                   "lz4-huge-size": (b"\xff\xff\xff\x7f" + b"x" * 20, 8),
+                   "deflate-garbage": (b"\xff\xfe not deflate", 2)}[damage]
+    con = sqlite3.connect(tmp_path / "logs.sqlite")
+    con.execute("UPDATE aigw_logs SET response_body = ?, body_codec = ? WHERE id = ?", (blob, codec, row.id))
+    con.commit()
+    con.close()
+    got = await store.get(ACCOUNT, GATEWAY, row.id)
+    assert got["id"] == row.id and got["response_head"] is None and got["request_head"] == '{"messages":[]}'
+    assert (await store.get_body(ACCOUNT, GATEWAY, row.id, "response"))[0] is None
+    assert "does not decode" in caplog.text
+
+
 async def test_a_table_from_an_earlier_version_gains_the_new_columns(tmp_path):
     path = tmp_path / "old.sqlite"
     con = sqlite3.connect(path)

@@ -13,6 +13,7 @@ row PostgreSQL stores: its TOAST compresses large values itself) reads back unch
 
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import Any
 
@@ -21,6 +22,8 @@ import lz4.block
 from aigw.logstore.row import DENSE
 
 __all__ = ["COMPRESS_MIN", "REQUEST", "RESPONSE", "LZ4", "pack", "unpack"]
+
+logger = logging.getLogger("aigw.logs")
 
 COMPRESS_MIN = 1024  # smaller heads are stored raw: LZ4's ~0.8 µs costs more than it saves
 # `body_codec` bits: which body (REQUEST, RESPONSE) is deflated; shifted by LZ4, which is
@@ -68,15 +71,32 @@ def pack(v: list[Any]) -> list[Any]:
     return v
 
 
+# The most a stored head decodes to: `logs.head_bytes` is at most 10**7. A block whose size
+# prefix says more (a damaged file) is not decoded: LZ4 would allocate what it says first.
+_DECODED_MAX = 10**7
+
+
 def unpack(blob: Any, codec: Any, which: int) -> bytes | None:
-    """A stored body head as the bytes that were logged."""
+    """A stored body head as the bytes that were logged; None (and a warning) for one that
+    does not decode (a damaged file), so the rest of the row still reads."""
     if blob is None:
         return None
     data = bytes(blob)
     if codec:
         codec = int(codec)
-        if codec & (which << LZ4):
-            return lz4.block.decompress(data)
-        if codec & which:  # written before LZ4
-            return zlib.decompress(data, -12)
+        try:
+            if codec & (which << LZ4):
+                if int.from_bytes(data[:4], "little") > _DECODED_MAX:
+                    raise ValueError("size prefix too large")
+                return lz4.block.decompress(data)
+            if codec & which:  # written before LZ4
+                d = zlib.decompressobj(-12)
+                out = d.decompress(data, _DECODED_MAX)
+                if d.unconsumed_tail:
+                    raise ValueError("decodes to more than a head can hold")
+                return out
+        except (ValueError, zlib.error, lz4.block.LZ4BlockError) as exc:
+            logger.warning("a stored body head does not decode (%s); returned as null",
+                           type(exc).__name__)
+            return None
     return data
