@@ -279,13 +279,16 @@ _BURST_EVENTS = {
     "stop": b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
     "error": b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
     "other_index": _delta_event(b'"from block 1"', index=1),
+    "two_digit_index": _delta_event(b'"from block 12"', index=12),
+    "delta_line_in_data": b'event: ping\ndata: {"type": "ping"}event: content_block_delta\n\n',
     "extra_member": _delta_event(b'"x"', b',"extra":1'),
 }
 
 
 def test_a_burst_translates_as_its_events_one_by_one() -> None:
     """However the events of a burst are arranged (text deltas in one run or broken up by
-    other events, errors anywhere, deltas of another block or with another member), the
+    other events, errors anywhere, deltas of another block, with a longer index or with
+    another member, a delta's first line where it does not start an event), the
     burst read at once gives the same bytes as its events fed one at a time."""
     import json
 
