@@ -285,6 +285,47 @@ _BURST_EVENTS = {
 }
 
 
+def _at_once_and_one_by_one(events: list, usage: bool = True) -> tuple:
+    whole = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+    one_by_one = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+    at_once = whole.feed(b"".join(events)) + whole.finish()
+    out = []
+    for e in events:  # as the relay does: nothing is fed after an error event
+        out.append(one_by_one.feed(e))
+        if one_by_one.failed:
+            break
+    each = b"".join(out) + one_by_one.finish()
+    return (at_once, whole.failed, whole.finished), (each, one_by_one.failed, one_by_one.finished)
+
+
+E = _BURST_EVENTS
+_RUN = [_delta_event(b'"one "'), _delta_event(b'"two "'), _delta_event(b'"three"')]
+
+
+@pytest.mark.parametrize("events", [
+    [E["start"], E["text_start"], E["ping"], *_RUN, E["stop_block"], E["delta_end"], E["stop"]],
+    _RUN,
+    [E["start"], _delta_event(b'"caf\\u00e9"', index=1), *_RUN, E["delta_end"]],  # block 1 before
+    [E["start"], *_RUN, _delta_event(b'"caf\\u00e9"', index=1), E["delta_end"]],  # and after
+    [E["start"], *_RUN, E["ping"], *_RUN, E["delta_end"]],  # two runs
+    [E["start"], _delta_event(b'"a}b"'), *_RUN, E["delta_end"]],  # a brace in a literal
+    [E["start"], _delta_event(b'"a\\"b"'), *_RUN, E["delta_end"]],  # an escaped quote
+    [E["start"], E["delta_line_in_data"], *_RUN, E["delta_end"]],
+    [E["start"], *_RUN, E["error"], *_RUN, E["delta_end"]],
+    [E["error"], *_RUN],
+    # A raw control byte: the regex takes it, a JSON parser does not, so a delta that is
+    # not read by the pattern (parsed) shows whether it was
+    [b"event: ping\ndata: {}\n\nx", _delta_event(b'"a\x02"'), *_RUN, E["delta_end"]],  # not at an event start
+    [E["start"], _delta_event(b'"a"'), b"xyz" + _delta_event(b'"b\x02"'), *_RUN, E["delta_end"]],  # glued
+    [E["start"], _delta_event(b'"a\x02"'), *_RUN, E["delta_end"]],
+], ids=["usual", "only-deltas", "block-1-before", "block-1-after", "two-runs", "brace", "escape",
+        "head-in-data", "error-between", "error-first", "not-at-event-start", "glued-to-garbage",
+        "control-byte"])
+def test_burst_shapes_translate_as_their_events_one_by_one(events: list) -> None:
+    at_once, each = _at_once_and_one_by_one(events)
+    assert at_once == each
+
+
 def test_a_burst_translates_as_its_events_one_by_one() -> None:
     """However the events of a burst are arranged (text deltas in one run or broken up by
     other events, errors anywhere, deltas of another block, with a longer index or with
@@ -296,21 +337,14 @@ def test_a_burst_translates_as_its_events_one_by_one() -> None:
     from hypothesis import strategies as st
 
     text = st.text(max_size=6).map(lambda s: _delta_event(json.dumps(s).encode()))
-    event = st.one_of(text, text, text, st.sampled_from(sorted(_BURST_EVENTS)).map(_BURST_EVENTS.get))
+    raw = st.text(max_size=6).map(lambda s: _delta_event(json.dumps(s, ensure_ascii=False).encode()))
+    block1 = st.text(max_size=4).map(lambda s: _delta_event(json.dumps(s).encode(), index=1))
+    event = st.one_of(text, text, raw, block1, st.sampled_from(sorted(_BURST_EVENTS)).map(_BURST_EVENTS.get))
 
     @settings(max_examples=400, deadline=None)
     @given(st.lists(event, max_size=14), st.booleans())
     def check(events: list, usage: bool) -> None:
-        whole = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
-        one_by_one = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
-        at_once = whole.feed(b"".join(events)) + whole.finish()
-        out = []
-        for e in events:  # as the relay does: nothing is fed after an error event
-            out.append(one_by_one.feed(e))
-            if one_by_one.failed:
-                break
-        each = b"".join(out) + one_by_one.finish()
+        at_once, each = _at_once_and_one_by_one(events, usage)
         assert at_once == each
-        assert (whole.failed, whole.finished) == (one_by_one.failed, one_by_one.finished)
 
     check()
