@@ -297,10 +297,16 @@ def text_of(content: Any, i: int) -> str:
 _CONTENT_TAIL = b'},"finish_reason":null,"logprobs":null}]}\n\n'
 _FINISH_HEAD = b'{"index":0,"delta":{},"finish_reason":'
 _FINISH_TAIL = b',"logprobs":null}]}\n\n'
-# the finish choice for each reason a translator gives, made once
-_FINISH_CHOICE = {r: _FINISH_HEAD + b'"%s"' % r.encode() + _FINISH_TAIL
-                  for r in ("stop", "length", "tool_calls", "content_filter", "function_call")}
 _ROLE_CHOICE = b'{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null}]}\n\n'
+
+
+def _finish_choice(reason: str) -> bytes:
+    return _FINISH_HEAD + _json.dumps(reason) + _FINISH_TAIL
+
+
+# the finish choice for each reason a translator gives, made once
+_FINISH_CHOICE = {r: _finish_choice(r) for r in ("stop", "length", "tool_calls", "content_filter",
+                                                 "function_call")}
 
 
 class ChunkStream:
@@ -358,25 +364,6 @@ class ChunkStream:
         head = self._content_head or self._make_content_head()
         joiner = _CONTENT_TAIL + head
         segments, literals = parts[0::2], parts[1::2]  # segment i comes before literal i
-        last = len(segments) - 1
-        pre, post = segments[0], segments[last]
-        if segments.count(b"") == last - 1 + (not pre) + (not post):
-            # The usual burst: other events only before and after one run of text deltas;
-            # the same result as the general loop below, without walking every segment.
-            if pre and not pre.endswith(b"\n\n") or post and not post.endswith(b"\n\n"):
-                return self._blocks(done)  # a match began mid-event: no shortcut
-            text = head + joiner.join(literals) + _CONTENT_TAIL
-            if not pre and not post:
-                return text
-            out = []
-            if pre:
-                out.append(self._blocks(pre))
-                if self.failed:
-                    return out[0]  # an error event: nothing after it is valid
-            out.append(text)
-            if post:
-                out.append(self._blocks(post))
-            return b"".join(out)
         others = [i for i, seg in enumerate(segments) if seg]
         if not others:  # nothing but text deltas: one join
             return head + joiner.join(literals) + _CONTENT_TAIL
@@ -471,7 +458,7 @@ class ChunkStream:
         """`chunk({}, finish=reason)` for choice 0, from bytes."""
         choice = _FINISH_CHOICE.get(reason)
         if choice is None:
-            choice = _FINISH_HEAD + _json.dumps(reason) + _FINISH_TAIL
+            choice = _finish_choice(reason)
         return self._prefix() + choice
 
     def chunk(self, delta: dict[str, Any], index: int = 0, finish: str | None = None) -> bytes:
