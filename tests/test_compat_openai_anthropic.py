@@ -109,6 +109,11 @@ def test_stream_golden_in_any_chunking(name: str, usage: bool) -> None:
             for size in (1, 7, None)}
     live = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())  # an event per chunk
     outs["events"] = b"".join(live.feed(event) for event in split_events(data)) + live.finish()
+    # read at once as a whole stream: the text reply is of the usual shape, taken in one pass
+    whole = t.StreamTranslator("claude", usage, clock=clock, new_id=ids()).whole(data)
+    assert (whole is not None) == (name == "anthropic_stream_text")
+    if whole is not None:
+        outs["whole"] = whole
     assert len(set(outs.values())) == 1
     validate_stream(outs[None])
     golden(f"{name}.{'usage' if usage else 'plain'}.expected.sse", outs[None])
@@ -346,5 +351,155 @@ def test_a_burst_translates_as_its_events_one_by_one() -> None:
     def check(events: list, usage: bool) -> None:
         at_once, each = _at_once_and_one_by_one(events, usage)
         assert at_once == each
+
+    check()
+
+
+# A stream that arrives whole (the relay's `ready.complete`) in the usual shape is translated
+# in one pass (`StreamTranslator.whole`): it must give what feed + finish give, to the byte,
+# with the same state and the same events handed to the log capture; any other stream is
+# left to feed + finish, and `whole` must then have changed nothing.
+
+def _whole_vs_general(stream: bytes, usage: bool) -> tuple:
+    one_pass = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+    general = t.StreamTranslator("claude", usage, clock=clock, new_id=ids())
+    seen_one: list = []
+    seen_general: list = []
+    one_pass.on_usage, general.on_usage = seen_one.append, seen_general.append
+    out = one_pass.whole(stream)
+    try:
+        expected: bytes | type = general.feed(stream) + general.finish()
+    except Exception as exc:  # the relay turns it into an error event (relay._unreadable)
+        expected = type(exc)
+    return (out, one_pass, seen_one), (expected, general, seen_general)
+
+
+_USUAL = [E["start"], E["text_start"], E["ping"], *_RUN, E["stop_block"], E["delta_end"], E["stop"]]
+_START_CACHED = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"claude",'
+                 b'"usage":{"input_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":7,'
+                 b'"output_tokens":1}}}\n\n')
+
+
+def _end(reason: bytes = b'"end_turn"', usage: bytes = b',"usage":{"output_tokens":7}') -> bytes:
+    return (b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":%s,'
+            b'"stop_sequence":null}%s}\n\n' % (reason, usage))
+
+
+def _usual(**swap: bytes | list) -> list:
+    parts = {"start": E["start"], "open": E["text_start"], "pings": [E["ping"]], "deltas": _RUN,
+             "stop_block": E["stop_block"], "end": E["delta_end"], "stop": E["stop"], **swap}
+    return [parts["start"], parts["open"], *parts["pings"], *parts["deltas"], parts["stop_block"],
+            parts["end"], parts["stop"]]
+
+
+@pytest.mark.parametrize("events", [
+    _USUAL,
+    _usual(pings=[]),
+    _usual(pings=[E["ping"], b'event: ping\ndata: {"type":"ping"}\n\n']),
+    _usual(open=E["text_start"].replace(b'"index":0', b'"index":3'), deltas=[_delta_event(b'"x"', index=3)],
+           stop_block=E["stop_block"].replace(b'"index":0', b'"index":3')),
+    _usual(deltas=[]),  # an empty reply
+    _usual(deltas=[_delta_event(b'"caf\\u00e9 \\"q\\" \\\\"'), _delta_event('"\u2603 raw"'.encode()),
+                   _delta_event(b'""'), _delta_event(b'"}}\\n\\n"')]),
+    _usual(start=_START_CACHED, end=_end(usage=b',"usage":{"output_tokens":9,"input_tokens":null}')),
+    _usual(end=_end(b'"max_tokens"')),
+    _usual(end=_end(b'"a_reason_added_later"')),
+    _usual(end=_end(usage=b"")),  # no usage on message_delta
+    _usual(start=b'event: message_start\ndata: {"type":"message_start","message":{"id":"m"}}\n\n'),
+    _usual(start=b'event: message_start\ndata: {"type":"message_start","message":null}\n\n'),
+    _usual(stop=b'event: message_stop\ndata: {"type": "message_stop"}\n\n'),
+], ids=["usual", "no-ping", "two-pings", "block-3", "empty-reply", "escapes", "cached-usage", "max-tokens",
+        "unknown-reason", "no-end-usage", "no-start-usage", "null-message", "spaced-stop"])
+@pytest.mark.parametrize("usage", [True, False])
+def test_a_whole_stream_of_the_usual_shape_is_translated_in_one_pass(events: list, usage: bool,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (out, one_pass, seen_one), (expected, general, seen_general) = _whole_vs_general(b"".join(events), usage)
+    assert out is not None
+    assert out == expected
+    assert (one_pass.finished, one_pass.failed) == (general.finished, general.failed) == (True, False)
+    assert seen_one == seen_general and len(seen_one) == 2
+    validate_stream(out)
+    # and the relay sends it without the general way: none of its pieces is called
+    for name in ("feed", "finish", "_blocks", "_fast", "_event"):
+        monkeypatch.setattr(t.StreamTranslator, name, None)
+    assert t.StreamTranslator("claude", usage, clock=clock, new_id=ids()).whole(b"".join(events)) == out
+
+
+_HUGE = b"18446744073709551615"  # fits 64 bits; the prompt tokens summed from it do not
+
+
+@pytest.mark.parametrize("stream", [
+    read("anthropic_stream_tools.sse"),
+    read("anthropic_stream_error.sse"),
+    b"".join(_USUAL[:-1]),  # no message_stop
+    b"".join(_USUAL) + b"event: ping\n",  # more after it
+    b"".join(_USUAL) + E["stop"],
+    b"".join(_USUAL).replace(b"\n", b"\r\n"),
+    b"".join(_usual(pings=[], deltas=[_RUN[0], E["ping"], _RUN[1]])),  # an event between the deltas
+    b"".join(_usual(deltas=[_RUN[0], E["error"], _RUN[1]])),
+    b"".join(_usual(deltas=[_RUN[0], _delta_event(b'"x"', b',"extra":1')])),
+    b"".join(_usual(open=E["text_start"].replace(b'"text":""', b'"text":"Hi"'))),
+    b"".join(_usual(end=_end(b"null"))),  # no stop reason: the stream is incomplete
+    b"".join(_usual(end=_end(b"7"))),
+    b"".join(_usual(end=b'event: message_delta\ndata: {"type":"message_delta","delta":[]}\n\n')),
+    b"".join(_usual(end=_end(usage=b',"usage":[1]'))),
+    b"".join(_usual(end=_end(usage=b',"usage":{"output_tokens":7'))),  # not JSON
+    b"".join(_usual(start=b'event: message_start\ndata: {"type":"message_start","message":[1]}\n\n')),
+    b"".join(_usual(start=b'event: message_start\ndata: {"type":"message_start","message":{"usage":7}}\n\n')),
+    b"".join(_usual(start=b'event: message_start\ndata: ["message_start"]\n\n')),
+    b"".join(_usual(start=b'event: message_start\ndata: {"type":"message_delta"}\n\n')),
+    b"".join(_usual(start=b'event: message_start\ndata:{"type":"message_start","message":{}}\n\n')),
+    b"".join(_usual(start=b'event: message_start\ndata: {"type":"message_start",\ndata: "message":{}}\n\n')),
+], ids=["tools", "error", "no-message-stop", "more-after", "two-message-stops", "crlf", "ping-between",
+        "error-between", "extra-member", "text-in-start", "null-reason", "number-reason",
+        "delta-not-object", "usage-not-object", "end-not-json", "message-not-object", "start-usage-not-object",
+        "start-not-object", "start-of-another-type", "data-without-space", "two-data-lines"])
+def test_any_other_stream_is_left_to_feed_and_finish_untouched(stream: bytes) -> None:
+    for usage in (True, False):
+        (out, one_pass, seen_one), (expected, general, seen_general) = _whole_vs_general(stream, usage)
+        assert out is None
+        assert seen_one == [] and not one_pass.finished and not one_pass.failed
+        # what follows is what a fresh translator does: nothing was left half-done
+        try:
+            after: bytes | type = one_pass.feed(stream) + one_pass.finish()
+        except Exception as exc:
+            after = type(exc)
+        assert after == expected and seen_one == seen_general
+
+
+def test_a_usage_chunk_that_cannot_be_written_is_left_to_the_general_way() -> None:
+    # prompt tokens summed past 64 bits: orjson cannot write them, and finish() raises (the
+    # relay makes that an error event); `whole` declines before it has changed anything
+    stream = b"".join(_usual(start=E["start"].replace(b'"input_tokens":5', b'"input_tokens":' + _HUGE),
+                             end=_end(usage=b',"usage":{"output_tokens":7,"cache_read_input_tokens":' + _HUGE + b"}")))
+    (out, one_pass, seen_one), (expected, general, _) = _whole_vs_general(stream, True)
+    assert out is None and seen_one == [] and not one_pass.finished
+    assert expected is _json.JSONEncodeError
+    (out, _, _), (expected, _, _) = _whole_vs_general(stream, False)  # no usage chunk asked: one pass
+    assert out is not None and out == expected
+
+
+def test_a_whole_stream_of_any_arrangement_is_one_pass_or_untouched() -> None:
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=6).map(lambda s: _delta_event(json.dumps(s, ensure_ascii=False).encode()))
+    event = st.one_of(text, text, text, st.sampled_from(sorted(_BURST_EVENTS)).map(_BURST_EVENTS.get))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(event, max_size=6), st.lists(event, max_size=8), st.lists(event, max_size=4),
+           st.booleans())
+    def check(before: list, middle: list, after: list, usage: bool) -> None:
+        # most draws keep the usual opening and closing, so both ways are taken
+        stream = b"".join([*before[:1], E["start"], E["text_start"], *middle, E["stop_block"], E["delta_end"],
+                           E["stop"], *after[:1]])
+        (out, one_pass, seen_one), (expected, general, seen_general) = _whole_vs_general(stream, usage)
+        if out is None:
+            assert seen_one == [] and not one_pass.finished
+        else:
+            assert out == expected and seen_one == seen_general
+            assert (one_pass.finished, one_pass.failed) == (general.finished, general.failed)
 
     check()

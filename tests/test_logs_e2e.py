@@ -8,6 +8,7 @@ import gzip
 import zlib
 
 import aiohttp
+import pytest
 
 from conftest import Reply, base_config
 
@@ -81,22 +82,28 @@ async def test_streamed_usage_is_captured(make_gateway, upstream, tmp_path):
     assert row["response_content_type"] == "text/event-stream"
 
 
-async def test_translated_stream_row_has_the_upstreams_usage(make_gateway, upstream, tmp_path):
+@pytest.mark.parametrize("whole", [False, True])
+async def test_translated_stream_row_has_the_upstreams_usage(make_gateway, upstream, tmp_path, whole):
     # /compat reads a translated stream's usage from the events its translator parses (not
     # from a second scan of the bytes): the row still has Anthropic's counts and model,
-    # cache reads and writes included, with the events cut anywhere.
+    # cache reads and writes included, with the events cut anywhere, or read whole with the
+    # response head (then translated in one pass: StreamTranslator.whole).
     gw = await _gateway(make_gateway, upstream, tmp_path)
     stream = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1",'
               b'"model":"claude-haiku-4-5-20251001","usage":{"input_tokens":10,'
               b'"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":1}}}\n\n'
+              b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+              b'"content_block":{"type":"text","text":""}}\n\n'
               b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
               b'"delta":{"type":"text_delta","text":"hi"}}\n\n'
+              b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
               b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
               b'"end_turn"},"usage":{"output_tokens":7}}\n\n'
               b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-    cuts = [0, 40, 41, 250, 300, len(stream)]
+    cuts = [0, len(stream)] if whole else [0, 40, 41, 250, 300, len(stream)]
     upstream.script("/v1/messages", Reply(chunks=[stream[a:b] for a, b in zip(cuts, cuts[1:])],
-                                          headers={"Content-Type": "text/event-stream"}))
+                                          headers={"Content-Type": "text/event-stream"},
+                                          chunk_delay=0 if whole else 0.01))
     async with gw.post("/v1/acct/gw1/compat/chat/completions",
                        json={"model": "anthropic/claude-haiku-4-5", "stream": True,
                              "messages": [{"role": "user", "content": "hi"}]},

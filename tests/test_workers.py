@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 
-import pytest
 
 from tests.conftest import Reply
 from tests.procs import Aigw, config_text, free_port, session

@@ -428,9 +428,20 @@ class ChunkStream:
         if not self.finished and not self.failed:
             out.append(self.error_event(f"{self.provider} stream ended before the reply was complete"))
         elif self.include_usage and not self.failed:
-            out.append(self._prefix() + b'],"usage":' + _json.dumps(self.usage or usage(0, 0)) + b"}\n\n")
+            out.append(self.usage_chunk(self.usage or usage(0, 0)))
         out.append(DONE)
         return b"".join(out)
+
+    def whole(self, stream: bytes) -> bytes | None:
+        """`feed(stream) + finish()` for a stream that arrived whole (a short reply, read at
+        once), when it has the provider's usual shape: the same bytes in one pass. None
+        otherwise, having changed nothing: then `feed` and `finish` as for any stream. The
+        default recognises no shape."""
+        return None
+
+    def usage_chunk(self, usage: dict[str, Any]) -> bytes:
+        """The final chunk of `stream_options.include_usage`: no choices, the usage."""
+        return self._prefix() + b'],"usage":' + _json.dumps(usage) + b"}\n\n"
 
     def error_event(self, message: str, type_: str = "api_error", code: str | int | None = None) -> bytes:
         """An OpenAI-style SSE error event for a stream cut midway."""

@@ -232,6 +232,13 @@ def translate_response(status: int, body: bytes, model: str, *, clock: oa.Clock 
     return oa.completion(new_id(), int(clock()), model, [choice], _usage(msg.get("usage")))
 
 
+def _add_usage(raw: dict[str, Any], u: dict[str, Any]) -> None:
+    """message_delta's usage over what came before: its counts are cumulative."""
+    for k, v in u.items():
+        if v is not None:
+            raw[k] = v
+
+
 def translate_error(status: int, body: bytes) -> bytes:
     """An Anthropic error body (or anything else) -> OpenAI error JSON bytes."""
     parsed = oa.loads_object(body)
@@ -256,6 +263,18 @@ _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 # Events parsed without the general splitter: their one data line is handed to _data.
 _DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
 _DATA_AT = len(_DATA_EVENTS[0])  # both prefixes are as long: the data line starts here
+# A whole stream of the usual shape (StreamTranslator.whole): these events open it, text
+# deltas follow, and _CLOSING ends it. Its two data lines are parsed; the rest says nothing.
+_OPENING = re.compile(
+    rb'event: message_start\ndata: (\{[^\n]*\})\n\n'
+    rb'event: content_block_start\ndata: \{"type":"content_block_start","index":\d+,'
+    rb'"content_block":\{"type":"text","text":""\}\}\n\n'
+    rb'(?:event: ping\ndata: \{"type": ?"ping"\}\n\n)*')
+_CLOSING_AT = b"event: content_block_stop\n"
+_CLOSING = re.compile(
+    rb'event: content_block_stop\ndata: \{"type":"content_block_stop","index":\d+\}\n\n'
+    rb'event: message_delta\ndata: (\{[^\n]*\})\n\n'
+    rb'event: message_stop\ndata: \{"type": ?"message_stop"\}\n\n')
 
 
 class StreamTranslator(oa.ChunkStream):
@@ -291,6 +310,61 @@ class StreamTranslator(oa.ChunkStream):
             return b"" if data is None else self._data(data)
         return None
 
+    def whole(self, stream: bytes) -> bytes | None:
+        # message_start, an empty text block, pings; text deltas only; the block's stop,
+        # message_delta with a stop reason, message_stop; nothing before or after. Few calls:
+        # this runs once a request, mostly with its code out of the CPU's caches.
+        opening = _OPENING.match(stream)
+        if opening is None:
+            return None
+        at = stream.rfind(_CLOSING_AT)
+        closing = _CLOSING.fullmatch(stream, at) if at >= opening.end() else None
+        if closing is None:
+            return None
+        parts = _TEXT_EVENT.split(stream[opening.end():at])
+        if any(parts[0::2]):
+            return None  # another event between the deltas: the general way
+        try:
+            start = _json.loads(opening.group(1))
+            end = _json.loads(closing.group(1))
+        except _json.JSONDecodeError:
+            return None
+        # Only what `_data` reads without failing, with a stop reason; anything else goes the
+        # general way, which ends such a stream in an error event.
+        if type(start) is not dict or type(end) is not dict or start.get("type") != "message_start" \
+                or end.get("type") != "message_delta":
+            return None
+        message = start.get("message")
+        first = message.get("usage") if type(message) is dict else message
+        delta = end.get("delta")
+        reason = delta.get("stop_reason") if type(delta) is dict else None
+        last = end.get("usage")
+        if first is not None and type(first) is not dict or last is not None and type(last) is not dict \
+                or type(reason) is not str:
+            return None
+        literals = parts[1::2]
+        prefix = self._prefix()
+        out = [prefix, oa._ROLE_CHOICE]
+        if literals:
+            content = self._content_head or self._make_content_head()
+            out += (content, (oa._CONTENT_TAIL + content).join(literals), oa._CONTENT_TAIL)
+        out.append(self.finish_chunk(_FINISH.get(reason, "stop")))
+        if self.include_usage:
+            raw = dict(first or {})
+            if last:
+                _add_usage(raw, last)
+            try:
+                out.append(self.usage_chunk(_usage(raw)))
+            except _json.JSONEncodeError:  # a count past 64 bits: the general way says so
+                return None
+            self._raw_usage, self._usage_due = raw, True
+        if self.on_usage is not None:  # what `_data` gives the log capture
+            self.on_usage(start)
+            self.on_usage(end)
+        self.finished = True
+        out.append(oa.DONE)
+        return b"".join(out)
+
     def _event(self, ev: SSEEvent) -> bytes:
         data = oa.loads_object(ev.data)
         return b"" if data is None else self._data(data)
@@ -315,10 +389,7 @@ class StreamTranslator(oa.ChunkStream):
         if kind == "message_delta":
             u = data.get("usage")
             if u:
-                raw = self._raw_usage
-                for k, v in u.items():
-                    if v is not None:
-                        raw[k] = v
+                _add_usage(self._raw_usage, u)
             self._usage_due = True
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason is None:

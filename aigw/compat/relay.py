@@ -120,13 +120,18 @@ class TranslatingRelay:
         tr = self.module.StreamTranslator(self.model, self.include_usage)
         if obs is not None:  # the log row's usage comes from the events the translator parses
             tr.on_usage = obs.usage_sink()
+        if ready.complete:
+            # The whole stream came with its head (the attempt already released the
+            # connection): translated at once and sent as one response, in one write; in
+            # one pass where it has the usual shape.
+            whole = tr.whole(ready.head)
+            if whole is not None:
+                return web.Response(status=200, body=whole, headers=_SSE_HEADERS + extra)
         try:
             data = tr.feed(ready.head)
         except Exception as exc:  # an event of the wrong shape: the stream ends in an error
             data = _unreadable(tr, exc)
         if ready.complete:
-            # The whole stream came with its head (the attempt already released the
-            # connection): translated at once and sent as one response, in one write.
             tail = _finish(tr)
             if tr.finished and not tr.failed:
                 return web.Response(status=200, body=data + tail, headers=_SSE_HEADERS + extra)
