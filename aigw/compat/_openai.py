@@ -361,12 +361,10 @@ class ChunkStream:
         parts = pattern.split(done) if pattern is not None else None
         if parts is None or len(parts) == 1:
             return self._blocks(done)
-        head = self._content_head or self._make_content_head()
-        joiner = _CONTENT_TAIL + head
         segments, literals = parts[0::2], parts[1::2]  # segment i comes before literal i
         others = [i for i, seg in enumerate(segments) if seg]
         if not others:  # nothing but text deltas: one join
-            return head + joiner.join(literals) + _CONTENT_TAIL
+            return self.literal_chunks(literals)
         for i in others:
             if not segments[i].endswith(b"\n\n"):  # a match began mid-event: no shortcut
                 return self._blocks(done)
@@ -374,13 +372,13 @@ class ChunkStream:
         j = 0  # the first literal not yet out
         for i in others:
             if i > j:
-                out.append(head + joiner.join(literals[j:i]) + _CONTENT_TAIL)
+                out.append(self.literal_chunks(literals[j:i]))
             out.append(self._blocks(segments[i]))
             if self.failed:
                 return b"".join(out)  # an error event: nothing after it is valid
             j = i
         if j < len(literals):
-            out.append(head + joiner.join(literals[j:]) + _CONTENT_TAIL)
+            out.append(self.literal_chunks(literals[j:]))
         return b"".join(out)
 
     # A whole text-delta event (with its blank line) whose group 1 is the text as a JSON
@@ -460,6 +458,11 @@ class ChunkStream:
         """`content_chunk` for text that is already a JSON string literal (quotes included),
         as cut from the provider's own JSON: spliced in without decoding or re-encoding."""
         return (self._content_head or self._make_content_head()) + literal + _CONTENT_TAIL
+
+    def literal_chunks(self, literals: list[bytes]) -> bytes:
+        """`literal_chunk` for each of a run of literals, in one join (at least one)."""
+        head = self._content_head or self._make_content_head()
+        return head + (_CONTENT_TAIL + head).join(literals) + _CONTENT_TAIL
 
     def role_chunk(self) -> bytes:
         """`chunk({"role": "assistant", "content": ""})`, from bytes."""

@@ -343,11 +343,9 @@ class StreamTranslator(oa.ChunkStream):
                 or type(reason) is not str:
             return None
         literals = parts[1::2]
-        prefix = self._prefix()
-        out = [prefix, oa._ROLE_CHOICE]
+        out = [self.role_chunk()]
         if literals:
-            content = self._content_head or self._make_content_head()
-            out += (content, (oa._CONTENT_TAIL + content).join(literals), oa._CONTENT_TAIL)
+            out.append(self.literal_chunks(literals))
         out.append(self.finish_chunk(_FINISH.get(reason, "stop")))
         if self.include_usage:
             raw = dict(first or {})
