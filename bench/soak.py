@@ -45,6 +45,10 @@ STREAM = b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","cont
 MESSAGES = (b'{"model":"claude-haiku-4-5","max_tokens":16,'
             b'"messages":[{"role":"user","content":"hi"}]}')
 AUTH = ("Authorization", "Bearer sk-soak-0000000000000000")
+# OpenAI's shape to /compat, answered by the Anthropic mock and translated back (a whole
+# stream of the usual shape: the one-pass path, StreamTranslator.whole)
+COMPAT_STREAM = (b'{"model":"anthropic/claude-haiku-4-5","stream":true,"stream_options":'
+                 b'{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}')
 
 
 def _universal(first: dict[str, Any]) -> bytes:
@@ -97,8 +101,9 @@ def mix(port: int) -> list[Kind]:
     cached_stream = Kind("cache-hit-stream", spec("/openai/chat/completions", STREAM, AUTH,
                                                   ("x-mock-chunks", "8"),
                                                   ("cf-aig-cache-ttl", "3600")))
+    compat = Kind("compat-stream", spec("/compat/chat/completions", COMPAT_STREAM, AUTH))
     return [json_, stream, cached, anth, fb_status, json_, stream, hangup, json_, rate,
-            cached_stream, stream, json_, anth, fb_timeout, cached, stream, cut, json_, json_]
+            cached_stream, stream, json_, anth, fb_timeout, cached, stream, cut, json_, compat]
 
 
 @dataclass(slots=True)
