@@ -264,18 +264,16 @@ _EMPTY_TEXT = b',"content_block":{"type":"text","text":""}}'
 _DATA_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
 _DATA_AT = len(_DATA_EVENTS[0])  # both prefixes are as long: the data line starts here
 # A whole stream of the usual shape (StreamTranslator.whole): these events open it, text
-# deltas follow, and _CLOSING ends it. Its two data lines are parsed; the rest says nothing.
+# deltas follow, and _CLOSING ends it (at the last _BLOCK_STOP). Its two data lines are
+# parsed; the rest says nothing. Spelt with the byte constants above.
+_E = re.escape
 _OPENING = re.compile(
-    rb'event: message_start\ndata: (\{[^\n]*\})\n\n'
-    rb'event: content_block_start\ndata: \{"type":"content_block_start","index":\d+,'
-    rb'"content_block":\{"type":"text","text":""\}\}\n\n'
+    _E(_DATA_EVENTS[0]) + rb'(\{[^\n]*\})\n\n' + _E(_TEXT_START) + rb'\d+' + _E(_EMPTY_TEXT) + rb'\n\n'
     rb'(?:event: ping\ndata: \{"type": ?"ping"\}\n\n)*')
-_CLOSING_AT = b"event: content_block_stop\n"
 _CLOSING = re.compile(
-    rb'event: content_block_stop\ndata: \{"type":"content_block_stop","index":\d+\}\n\n'
-    rb'event: message_delta\ndata: (\{[^\n]*\})\n\n'
+    _E(_BLOCK_STOP) + rb'data: \{"type":"content_block_stop","index":\d+\}\n\n'
+    + _E(_DATA_EVENTS[1]) + rb'(\{[^\n]*\})\n\n'
     rb'event: message_stop\ndata: \{"type": ?"message_stop"\}\n\n')
-
 
 class StreamTranslator(oa.ChunkStream):
     """Anthropic Messages SSE -> OpenAI chunks, one upstream event at a time."""
@@ -317,7 +315,7 @@ class StreamTranslator(oa.ChunkStream):
         opening = _OPENING.match(stream)
         if opening is None:
             return None
-        at = stream.rfind(_CLOSING_AT)
+        at = stream.rfind(_BLOCK_STOP)
         closing = _CLOSING.fullmatch(stream, at) if at >= opening.end() else None
         if closing is None:
             return None
@@ -355,7 +353,6 @@ class StreamTranslator(oa.ChunkStream):
                 out.append(self.usage_chunk(_usage(raw)))
             except _json.JSONEncodeError:  # a count past 64 bits: the general way says so
                 return None
-            self._raw_usage, self._usage_due = raw, True
         if self.on_usage is not None:  # what `_data` gives the log capture
             self.on_usage(start)
             self.on_usage(end)
